@@ -1,0 +1,1 @@
+"""Helpers shared by the segzoo packs: bin I/O, inference runner, ATC, metrics, datasets."""
