@@ -6,7 +6,136 @@ several classes per image, ignore regions, varied image sizes.
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
+from typing import Callable, Sequence
 
+import cv2
 import numpy as np
 from PIL import Image
+
+from common.fsio import atomic_path, write_text_atomic
+
+
+# ---- drawing shared by every generator ----------------------------------------------------
+
+def smooth_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A low-frequency RGB field (uint8): upsampled noise looks more like a photo than noise."""
+    coarse = rng.uniform(0, 255, size=(max(2, height // 32), max(2, width // 32), 3)).astype(np.float32)
+    return np.clip(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC), 0, 255).astype(np.uint8)
+
+
+def draw_random_shapes(rng: np.random.Generator, image: np.ndarray, label: np.ndarray,
+                       class_ids: Sequence[int], count: int) -> None:
+    """Paint filled ellipses/rectangles of random classes into image (colour) and label (id)."""
+    height, width = label.shape
+    for _ in range(count):
+        class_id = int(rng.choice(class_ids))
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        axes = (int(rng.integers(width // 10 + 1, width // 3 + 2)), int(rng.integers(height // 10 + 1, height // 3 + 2)))
+        if rng.random() < 0.5:
+            angle = float(rng.uniform(0, 180))
+            cv2.ellipse(image, centre, axes, angle, 0, 360, colour, -1)
+            cv2.ellipse(label, centre, axes, angle, 0, 360, class_id, -1)
+        else:
+            corner = (centre[0] + axes[0], centre[1] + axes[1])
+            cv2.rectangle(image, centre, corner, colour, -1)
+            cv2.rectangle(label, centre, corner, int(class_id), -1)
+
+
+def save_png(path: Path, array: np.ndarray, palette: Sequence[int] | None = None) -> None:
+    image = Image.fromarray(array)
+    if palette is not None:
+        image = image.convert("P") if image.mode != "P" else image
+        image.putpalette(list(palette))
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
+
+
+def save_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(rgb).save(tmp, format="JPEG", quality=quality)
+
+
+# ---- PASCAL VOC 2012 ---------------------------------------------------------------------
+
+# Mostly the real val set's sizes (long side 500), plus a few whose long side is not 500 so
+# the LongestMaxSize resize path of the preprocess is exercised too.
+VOC_DEFAULT_SIZES_HW = ((375, 500), (500, 375), (333, 500), (500, 334), (281, 500), (240, 320), (480, 640))
+
+
+def voc_palette() -> list[int]:
+    """The standard VOC colour map (bit-interleaved), 256 RGB entries flattened."""
+    palette = []
+    for index in range(256):
+        red = green = blue = 0
+        value = index
+        for shift in range(7, -1, -1):
+            red |= ((value >> 0) & 1) << shift
+            green |= ((value >> 1) & 1) << shift
+            blue |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette += [red, green, blue]
+    return palette
+
+
+def write_synthetic_voc(root: str | Path, count: int = 6, seed: int = 0,
+                        sizes_hw: Sequence[tuple[int, int]] = VOC_DEFAULT_SIZES_HW,
+                        num_classes: int = 21, split: str = "val") -> Path:
+    """Write `<root>/VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation}`.
+
+    Labels have background, several object classes and a 255 void border around each object,
+    as VOC does. Returns the VOC2012 folder.
+    """
+    rng = np.random.default_rng(seed)
+    voc = Path(root) / "VOCdevkit" / "VOC2012"
+    ids = []
+    for index in range(count):
+        image_id = f"2007_{index:06d}"
+        height, width = sizes_hw[index % len(sizes_hw)]
+        image = smooth_background(rng, height, width)
+        label = np.zeros((height, width), dtype=np.uint8)
+        draw_random_shapes(rng, image, label, range(1, num_classes), count=int(rng.integers(2, 5)))
+        edges = cv2.morphologyEx(label, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+        label[edges] = 255
+        save_jpeg(voc / "JPEGImages" / f"{image_id}.jpg", image)
+        save_png(voc / "SegmentationClass" / f"{image_id}.png", label, palette=voc_palette())
+        ids.append(image_id)
+    write_text_atomic(voc / "ImageSets" / "Segmentation" / f"{split}.txt", "\n".join(ids) + "\n")
+    return voc
+
+
+# ---- command line: python3 -m common.synth <dataset> --out DIR --count N -----------------
+
+def _voc_command(args: argparse.Namespace) -> None:
+    sizes = VOC_DEFAULT_SIZES_HW if args.height is None else ((args.height, args.width or args.height),)
+    voc = write_synthetic_voc(args.out, count=args.count, seed=args.seed, sizes_hw=sizes)
+    print(f"synthetic VOC2012 with {args.count} images: {voc}")
+
+
+# Each generator registers a subcommand here: name -> (help, function(args)).
+SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], None]]] = {
+    "voc": ("PASCAL VOC 2012 segmentation val layout", _voc_command),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Write a synthetic dataset in its real on-disk layout.")
+    parser.add_argument("dataset", choices=sorted(SUBCOMMANDS), help="which dataset layout")
+    parser.add_argument("--out", required=True, help="folder to write the dataset into")
+    parser.add_argument("--count", type=int, default=6, help="number of images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--height", type=int, default=None, help="image height (default: varied sizes)")
+    parser.add_argument("--width", type=int, default=None, help="image width")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    SUBCOMMANDS[args.dataset][1](args)
+
+
+if __name__ == "__main__":
+    from common.cli import script_entry
+    script_entry(main, parse_args)
