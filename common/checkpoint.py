@@ -31,6 +31,9 @@ _PICKLE_GLOBALS = _NUMPY_GLOBALS | {
     ("collections", "OrderedDict"),
     ("collections", "Counter"),  # MultiStepLR milestones in densetorch/ModelZoo training files
     ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "slice"), ("builtins", "complex"),
+    # Protocol-2 pickles written by Python 3 (save_numpy_pickle, detectron2 .pkl) store array
+    # bytes as _codecs.encode(text, "latin1"): a pure function, safe to allow.
+    ("_codecs", "encode"),
 }
 
 

@@ -1,0 +1,118 @@
+"""Guide step 6.1: output bins -> mIoU on VOC2012 val, printed as `miou: 0.xxxxxx`.
+
+As the ModelZoo postprocess (spec RefineNet.md §7): the 1/4-resolution logits are upsampled
+x4 (bilinear, half-pixel centres) to the 500x500 canvas, argmax is taken, and one dataset-wide
+21x21 confusion matrix is accumulated against the label put through the same resize and
+centred pad (pad = 255, ignored). mIoU averages the classes present in labels or predictions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from common.binio import read_bin
+from common.cli import UserError, script_entry
+from common.datasets import VOC_CLASSES, VOC_IGNORE, VOCSegmentation, read_palette_label
+from common.geometry import Letterbox, letterbox
+from common.metrics import ConfusionMatrix
+from common.parallel import map_with_progress
+from common.report import report_segmentation
+from common.results import input_folder_of, match_outputs, output_file
+
+NUM_CLASSES = len(VOC_CLASSES)
+META_NAME = "preprocess_meta.json"
+
+
+def label_on_canvas(label: np.ndarray, box: Letterbox) -> np.ndarray:
+    """The label through the preprocess geometry: nearest resize, centred pad with 255."""
+    if label.shape != tuple(box.original_hw):
+        raise UserError(f"label is {label.shape}, the preprocess saw an image of {tuple(box.original_hw)}")
+    if box.resized_hw != box.original_hw:
+        label = cv2.resize(label, box.resized_hw[::-1], interpolation=cv2.INTER_NEAREST)
+    canvas = np.full(box.canvas_hw, VOC_IGNORE, dtype=np.uint8)
+    canvas[box.pad_top:box.pad_top + box.resized_hw[0], box.pad_left:box.pad_left + box.resized_hw[1]] = label
+    return canvas
+
+
+def logits_to_class_map(logits_chw: np.ndarray, canvas_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling with half-pixel centres (= F.interpolate align_corners=False), argmax."""
+    upsampled = cv2.resize(np.ascontiguousarray(logits_chw.transpose(1, 2, 0)), canvas_hw[::-1],
+                           interpolation=cv2.INTER_LINEAR)
+    return upsampled.argmax(axis=2).astype(np.uint8)
+
+
+def output_hw(size: int) -> int:
+    # stride-2 7x7 conv (pad 3), then stride-2 3x3 max-pool (pad 1): ceil twice.
+    return -(-(-(-size // 2)) // 2)
+
+
+def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometry: dict, size: int) -> np.ndarray:
+    label = read_palette_label(dataset.label_path(image_id))
+    box = Letterbox.from_dict(geometry[image_id]) if image_id in geometry else letterbox(label.shape, size)
+    path = output_file(result_dir, image_id)
+    logits = read_bin(path, (NUM_CLASSES, output_hw(size), output_hw(size)), np.float32)
+    if not np.isfinite(logits).all():
+        raise UserError(f"{path}: output holds NaN or Inf values")
+    try:
+        target = label_on_canvas(label, box)
+    except UserError as err:
+        raise UserError(f"{dataset.label_path(image_id)}: {err}") from None
+    matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
+    matrix.update(target, logits_to_class_map(logits, box.canvas_hw))
+    return matrix.matrix
+
+
+def load_geometry(meta_path: Path | None) -> tuple[dict, int | None]:
+    if meta_path is None or not meta_path.is_file():
+        return {}, None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        return meta["images"], int(meta["size"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{meta_path}: not a preprocess metadata file") from None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--val-dir", required=True, help="the folder holding VOCdevkit (guide: /opt/npu)")
+    parser.add_argument("--result-dir", required=True, help="inference output folder (<id>_0.bin)")
+    parser.add_argument("--meta", default=None,
+                        help=f"{META_NAME} of the preprocess (default: found through the run's summary JSON)")
+    parser.add_argument("--size", type=int, default=500, help="model input size, when no metadata is found")
+    parser.add_argument("--save_path", default=None, help="metric JSON (default: <result-dir>_miou.json)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--allow-missing", action="store_true", help="score the images that have outputs")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    dataset = VOCSegmentation.from_parent(args.val_dir, args.split)
+    dataset.check_files(labels=True)
+    result_dir = Path(args.result_dir)
+    inputs = input_folder_of(result_dir)
+    meta_path = Path(args.meta) if args.meta else (inputs / META_NAME if inputs else None)
+    if args.meta and not meta_path.is_file():
+        raise UserError(f"{meta_path}: metadata file not found")
+    geometry, size = load_geometry(meta_path)
+    size = size or args.size
+    ids, missing = match_outputs(result_dir, dataset.ids, allow_missing=args.allow_missing)
+    matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
+    work = partial(score_one, dataset=dataset, result_dir=result_dir, geometry=geometry, size=size)
+    for image_matrix in map_with_progress(work, ids, args.workers, desc="Postprocess"):
+        matrix.matrix += image_matrix
+        matrix.images += 1
+    save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
+    report_segmentation(matrix, VOC_CLASSES, save_path,
+                        {"images_left_out": len(missing), "result_dir": str(result_dir)})
+    print(f"miou: {matrix.mean_iou():.6f}")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)

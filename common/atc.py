@@ -1,0 +1,111 @@
+"""ATC (ONNX -> Ascend .om) command lines: `python3 -m common.atc --model X.onnx --output X_bs1 ...`.
+
+Builds the command the guides write by hand (framework 5, NCHW, input shape, soc version read
+from `npu-smi info`, optional out nodes), runs it where `atc` exists, and otherwise says in
+one line that ATC is absent and the ONNX model runs on ONNX Runtime instead.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import shutil
+import subprocess
+from typing import Sequence
+
+from common.cli import UserError, script_entry
+
+ONNX_FRAMEWORK = 5
+LOG_LEVELS = ("debug", "info", "warning", "error", "null")
+
+
+def soc_version_from_npu_smi(text: str) -> str | None:
+    """`Ascend` + the Name column of the first chip row of an `npu-smi info` table.
+
+    Chip rows look like `| 0     310P3     | OK   | ...`: an id, then the name, in the first
+    cell. Names already starting with `Ascend` are not prefixed twice.
+    """
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not cells:
+            continue
+        match = re.fullmatch(r"\d+\s+(\S+)", cells[0])
+        if match and len(cells) >= 2 and re.match(r"(OK|Warning|Alarm|Critical|UNKNOWN)\b", cells[1]):
+            name = match.group(1)
+            return name if name.lower().startswith("ascend") else f"Ascend{name}"
+    return None
+
+
+def detect_soc_version() -> str | None:
+    if shutil.which("npu-smi") is None:
+        return None
+    try:
+        text = subprocess.run(["npu-smi", "info"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return soc_version_from_npu_smi(text)
+
+
+def format_input_shape(shapes: dict[str, Sequence[int]]) -> str:
+    return ";".join(f"{name}:{','.join(str(d) for d in dims)}" for name, dims in shapes.items())
+
+
+def atc_command(model: str, output: str, input_shapes: dict[str, Sequence[int]], soc_version: str,
+                out_nodes: Sequence[str] = (), log: str = "error", input_format: str = "NCHW",
+                extra: Sequence[str] = ()) -> list[str]:
+    """The argument list of one ATC conversion (output is a prefix: ATC appends `.om`)."""
+    if log not in LOG_LEVELS:
+        raise UserError(f"--log must be one of {', '.join(LOG_LEVELS)}")
+    command = ["atc", f"--framework={ONNX_FRAMEWORK}", f"--model={model}", f"--output={output}",
+               f"--input_format={input_format}", f"--input_shape={format_input_shape(input_shapes)}",
+               f"--log={log}", f"--soc_version={soc_version}"]
+    if out_nodes:
+        command.append(f"--out_nodes={';'.join(out_nodes)}")
+    return command + list(extra)
+
+
+def parse_shape_arg(text: str) -> dict[str, list[int]]:
+    """`"input:1,3,500,500;other:1,4"` -> {"input": [1,3,500,500], "other": [1,4]}."""
+    shapes = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, dims = part.rpartition(":")
+        try:
+            shapes[name] = [int(d) for d in dims.split(",")]
+        except ValueError:
+            raise UserError(f"--input_shape: '{part}' is not name:d0,d1,...") from None
+        if not name:
+            raise UserError(f"--input_shape: '{part}' has no input name")
+    return shapes
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m common.atc", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", required=True, help="the .onnx to convert")
+    parser.add_argument("--output", required=True, help="output prefix (ATC appends .om)")
+    parser.add_argument("--input_shape", required=True, help='e.g. "input:1,3,500,500"')
+    parser.add_argument("--soc_version", default=None, help="default: read from `npu-smi info`")
+    parser.add_argument("--out_nodes", default="", help='";"-separated output nodes, e.g. "Conv_1:0;Conv_2:0"')
+    parser.add_argument("--log", default="error", choices=LOG_LEVELS)
+    parser.add_argument("--input_format", default="NCHW")
+    parser.add_argument("--print-only", action="store_true", help="print the command, do not run it")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    soc = args.soc_version or detect_soc_version() or "Ascend${chip_name}"
+    command = atc_command(args.model, args.output, parse_shape_arg(args.input_shape), soc,
+                          [n for n in args.out_nodes.split(";") if n], args.log, args.input_format)
+    print(shlex.join(command))
+    if args.print_only:
+        return 0
+    if shutil.which("atc") is None:
+        print("ATC is absent on this machine (no Ascend toolkit): nothing converted; "
+              f"the ONNX model {args.model} runs on ONNX Runtime with `python3 -m common.infer`.")
+        return 0
+    if "${chip_name}" in soc:
+        raise UserError("npu-smi gave no chip name: pass --soc_version (e.g. Ascend310P3)")
+    return subprocess.call(command)
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)

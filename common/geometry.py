@@ -1,0 +1,43 @@
+"""Resize-and-pad geometry used by the preprocesses and undone by the postprocesses."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an image of `original_hw` sits inside a padded canvas of `canvas_hw`."""
+
+    original_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    canvas_hw: tuple[int, int]
+    pad_top: int
+    pad_left: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Letterbox":
+        return cls(tuple(values["original_hw"]), tuple(values["resized_hw"]), tuple(values["canvas_hw"]),
+                   int(values["pad_top"]), int(values["pad_left"]))
+
+
+def longest_side_resize_hw(height: int, width: int, max_size: int) -> tuple[int, int]:
+    """albumentations LongestMaxSize: scale so the long side is `max_size`; Python 3 round
+    (half to even) on each side; no change at all when the long side already equals it."""
+    scale = max_size / max(height, width)
+    if scale == 1.0:
+        return height, width
+    return int(round(height * scale)), int(round(width * scale))
+
+
+def centred_pad(height: int, width: int, canvas_h: int, canvas_w: int) -> tuple[int, int]:
+    """(top, left) of a centred pad: the floor half goes on top/left (PadIfNeeded)."""
+    return max(0, (canvas_h - height) // 2), max(0, (canvas_w - width) // 2)
+
+
+def letterbox(original_hw: tuple[int, int], size: int) -> Letterbox:
+    resized = longest_side_resize_hw(*original_hw, size)
+    top, left = centred_pad(*resized, size, size)
+    return Letterbox(tuple(original_hw), resized, (size, size), top, left)

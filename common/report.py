@@ -1,0 +1,54 @@
+"""Result reporting: metric JSON + terminal table, summary rows in JSON and Markdown, overlays."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from common.fsio import write_json_atomic, write_text_atomic
+from common.metrics import ConfusionMatrix
+
+
+def report_segmentation(matrix: ConfusionMatrix, class_names: Sequence[str], save_path: str | Path,
+                        extra: Mapping | None = None) -> dict:
+    """Print the per-class table and write the metric JSON; returns the JSON dict."""
+    result = matrix.to_dict(list(class_names))
+    result.update(extra or {})
+    print(matrix.table(list(class_names)))
+    write_json_atomic(save_path, result)
+    print(f"metrics written to {save_path}")
+    return result
+
+
+SUMMARY_COLUMNS = ("pack", "backend", "images", "metric", "pytorch", "backend_value", "difference",
+                   "parity_max_rel", "throughput_img_s")
+
+
+def summary_markdown(rows: Sequence[Mapping]) -> str:
+    header = ("| pack | backend | images | metric | PyTorch | backend | difference | "
+              "max rel. output diff | backend img/s |")
+    lines = [header, "|" + "---|" * 9]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(col)) for col in SUMMARY_COLUMNS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1e-3 and value != 0 else f"{value:.4f}"
+    return str(value)
+
+
+def write_summary(rows: Sequence[Mapping], json_path: str | Path, md_path: str | Path) -> None:
+    write_json_atomic(json_path, {"packs": list(rows)})
+    write_text_atomic(md_path, summary_markdown(rows))
+
+
+def colour_overlay(rgb: np.ndarray, class_map: np.ndarray, palette: Sequence[int], alpha: float = 0.5) -> np.ndarray:
+    """Blend a class map (palette colours) over an RGB image, for a quick look at predictions."""
+    colours = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    painted = colours[np.clip(class_map, 0, len(colours) - 1)]
+    return (rgb.astype(np.float32) * (1 - alpha) + painted.astype(np.float32) * alpha).astype(np.uint8)

@@ -1,0 +1,59 @@
+"""Matching a result folder's output files to the samples they belong to, by name.
+
+A metric is computed only over a complete, name-matched set: a missing output (or an
+output with no sample) stops the run with the count and the first few names, unless the
+user asks for `--allow-missing`, in which case the summary says how many were left out.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from common.binio import bin_stem, list_bins
+from common.cli import UserError
+
+SHOW_FIRST = 3
+
+
+def output_file(result_dir: Path, stem: str, index: int = 0, ext: str = "bin") -> Path:
+    return Path(result_dir) / f"{stem}_{index}.{ext}"
+
+
+def match_outputs(result_dir: str | Path, stems: Sequence[str], num_outputs: int = 1,
+                  allow_missing: bool = False, allow_extra: bool = False) -> tuple[list[str], list[str]]:
+    """Return (stems with every output present, stems left out); raise on any mismatch.
+
+    Output files are `<stem>_<k>.bin` for k < num_outputs (ais_bench naming).
+    """
+    result_dir = Path(result_dir)
+    present = {p.name for p in list_bins(result_dir)}
+    complete, missing = [], []
+    for stem in stems:
+        names = [output_file(result_dir, stem, k).name for k in range(num_outputs)]
+        (complete if all(n in present for n in names) else missing).append(stem)
+    if missing and not allow_missing:
+        raise UserError(f"{result_dir}: outputs missing for {len(missing)} of {len(stems)} samples "
+                        f"(first: {', '.join(missing[:SHOW_FIRST])}); pass --allow-missing to score the rest")
+    known = {output_file(result_dir, s, k).name for s in stems for k in range(num_outputs)}
+    extra = sorted(n for n in present if n not in known)
+    if extra and not allow_extra:
+        raise UserError(f"{result_dir}: {len(extra)} output file(s) match no sample of the list "
+                        f"(first: {', '.join(extra[:SHOW_FIRST])}): wrong result folder or list?")
+    if not complete:
+        raise UserError(f"{result_dir}: no sample has its outputs: nothing to score")
+    return complete, missing
+
+
+def input_folder_of(result_dir: str | Path) -> Path | None:
+    """The input bin folder recorded in the run's `<result_dir>_summary.json`, if any."""
+    import json
+    summary = Path(str(Path(result_dir)).rstrip("/") + "_summary.json")
+    try:
+        files_info = json.loads(summary.read_text(encoding="utf-8"))["filesinfo"]
+        first = next(iter(files_info.values()))
+        return Path(first["infiles"][0]).parent
+    except (OSError, ValueError, KeyError, StopIteration, IndexError, TypeError):
+        return None
+
+
+__all__ = ["match_outputs", "output_file", "input_folder_of", "bin_stem"]
