@@ -1,0 +1,54 @@
+"""Guide step "导出onnx文件" (export the ONNX): hrnet.pth -> hrnet.onnx.
+
+Opset 11, input `image` [batch,3,1024,2048], outputs `output1` (aux head) and `output2` (OCR
+head, the one scored), both [batch,19,256,512], dynamic batch. The checkpoint is loaded
+strictly (the ModelZoo script loaded it with strict=False, so a wrongly wrapped file exported
+random weights without a word).
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import model
+from common.cli import UserError, script_entry
+from common.onnx_tools import export_onnx
+
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("output1", "output2")  # aux logits, OCR logits (the guide's names and order)
+DEFAULT_INPUT_HW = (1024, 2048)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pth", default="hrnet.pth", help="the published checkpoint (hrnet.pth)")
+    parser.add_argument("--save_path", default="hrnet.onnx", help="the .onnx to write")
+    parser.add_argument("--input_hw", type=int, nargs=2, default=list(DEFAULT_INPUT_HW),
+                        metavar=("H", "W"), help="input height and width (1024 2048 for Cityscapes; "
+                                                  "smaller for tests, e.g. 64 128)")
+    parser.add_argument("--static_batch", type=int, default=None,
+                        help="fix the batch instead of a dynamic batch axis")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    height, width = args.input_hw
+    if height < 32 or width < 32:
+        # below 32 pixels the 1/32 branch would be a single pixel or less
+        raise UserError(f"--input_hw {height} {width}: both sides must be at least 32")
+    torch.set_grad_enabled(False)
+    network = model.load_pretrained(args.pth)
+    dummy = torch.randn(args.static_batch or 1, 3, height, width)
+    exported = export_onnx(network, [dummy], args.save_path, input_names=[INPUT_NAME],
+                           output_names=list(OUTPUT_NAMES), dynamic_batch=args.static_batch is None,
+                           pack="3D_HRNet", model_options={})
+    for value in list(exported.graph.input) + list(exported.graph.output):
+        dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+        print(f"  {value.name}: {dims}")
+    print(f"wrote {args.save_path} (opset 11)")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)
