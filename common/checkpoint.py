@@ -157,7 +157,8 @@ def _is_array_like(value: object) -> bool:
 
 def _to_tensor(value: object, name: str, path) -> torch.Tensor:
     if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.ascontiguousarray(value))
+        # (np.ascontiguousarray would turn a 0-d array into shape [1])
+        value = torch.from_numpy(value if value.flags.c_contiguous else value.copy())
     if not isinstance(value, torch.Tensor):
         raise UserError(f"{path}: entry '{name}' is a {type(value).__name__}, not a tensor")
     if value.is_floating_point():

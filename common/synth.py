@@ -63,7 +63,7 @@ def save_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> None:
 
 # Mostly the real val set's sizes (long side 500), plus a few whose long side is not 500 so
 # the LongestMaxSize resize path of the preprocess is exercised too.
-VOC_DEFAULT_SIZES_HW = ((375, 500), (500, 375), (333, 500), (500, 334), (281, 500), (240, 320), (480, 640))
+VOC_DEFAULT_SIZES_HW = ((375, 500), (240, 320), (500, 375), (480, 640), (333, 500), (500, 334), (281, 500))
 
 
 def voc_palette() -> list[int]:

@@ -1,0 +1,40 @@
+"""Collect the packs' summary rows into results/summary.json and results/summary.md."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from common.cli import script_entry
+from common.report import summary_markdown, write_summary
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("results", help="the results folder of run_all.sh")
+    parser.add_argument("--packs", nargs="+", required=True)
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    results = Path(args.results)
+    rows = []
+    for pack in args.packs:
+        row_path = results / pack / "summary_row.json"
+        if row_path.is_file():
+            rows.append(json.loads(row_path.read_text(encoding="utf-8")))
+        else:
+            log = results / f"{pack}.log"
+            rows.append({"pack": pack, "status": "failed, see " + str(log) if log.is_file() else "not run"})
+    write_summary(rows, results / "summary.json", results / "summary.md")
+    print("\nSummary (demo weights on synthetic data unless real paths were given):")
+    print(summary_markdown(rows), end="")
+    failed = [r["pack"] for r in rows if r.get("status") != "ok"]
+    if failed:
+        print(f"packs without a result: {', '.join(failed)}")
+    print(f"written: {results / 'summary.json'}, {results / 'summary.md'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)

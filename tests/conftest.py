@@ -1,0 +1,39 @@
+"""Shared fixtures: synthetic datasets, demo checkpoints and a way to run pack scripts."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Two cores on CI: one intra-op thread per framework keeps PyTorch and ONNX Runtime from
+# oversubscribing when pytest and a subprocess both compute.
+torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+
+
+def run_script(pack: str | None, script: str, *args, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a pack script (or `-m module` when pack is None) the way a user would."""
+    cwd = REPO_ROOT / pack if pack else REPO_ROOT
+    command = [sys.executable, *( [script] if pack else ["-m", script] ), *map(str, args)]
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip() and "%|" not in line]
+
+
+@pytest.fixture(scope="session")
+def synthetic_voc(tmp_path_factory) -> Path:
+    """A VOCdevkit parent folder with 4 small images (long sides 500 and not 500)."""
+    from common.synth import write_synthetic_voc
+    root = tmp_path_factory.mktemp("voc")
+    write_synthetic_voc(root, count=4, seed=3, sizes_hw=((60, 80), (80, 45), (64, 64), (30, 100)))
+    return root

@@ -1,0 +1,118 @@
+"""MaskRCNN_mmdet export: ONNX Runtime vs PyTorch on the same inputs, graph facts, label_to_int32."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+
+from common.cli import UserError
+from common.onnx_tools import get_attribute, nodes_of_type, read_metadata
+from common.packs import load_pack_module
+from common.synth import draw_random_shapes, smooth_background
+
+torch.set_num_threads(2)
+model = load_pack_module("MaskRCNN_mmdet", "model")
+pth2onnx = load_pack_module("MaskRCNN_mmdet", "mmdet_pth2onnx")
+label_to_int32 = load_pack_module("MaskRCNN_mmdet", "label_to_int32")
+
+INPUT_HW = (128, 160)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("maskrcnn_export")
+    checkpoint = model.write_demo_checkpoint(folder / "mask_rcnn_r50_fpn_1x_coco_20200205-d4b0c5d6.pth")
+    onnx_path = folder / "maskrcnn_r50_fpn_1x.onnx"
+    pth2onnx.main(pth2onnx.parse_args(["configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.py", str(checkpoint),
+                                       "--output-file", str(onnx_path), "--shape", *map(str, INPUT_HW)]))
+    return checkpoint, onnx_path
+
+
+def _session(path):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _normalised_image(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rgb = smooth_background(rng, *INPUT_HW)
+    draw_random_shapes(rng, rgb, np.zeros(INPUT_HW, np.uint8), range(1, 5), count=4)
+    chw = ((rgb - np.array(model.PIXEL_MEAN_RGB)) / np.array(model.PIXEL_STD_RGB)).transpose(2, 0, 1)
+    return chw[None].astype(np.float32)
+
+
+def test_onnxruntime_matches_pytorch(exported):
+    checkpoint, onnx_path = exported
+    net = model.load_pretrained(checkpoint, input_hw=INPUT_HW)
+    session = _session(onnx_path)
+    counts = []
+    for seed in (0, 1):
+        image = _normalised_image(seed)
+        with torch.no_grad():
+            dets, labels, masks = (t.numpy() for t in net(torch.from_numpy(image)))
+        ort_dets, ort_labels, ort_masks = session.run(None, {"input": image})
+        assert ort_dets.shape == (100, 5) and ort_labels.shape == (100,) and ort_masks.shape == (100, 80, 28, 28)
+        np.testing.assert_array_equal(ort_labels, labels)
+        assert np.abs(ort_dets[:, :4] - dets[:, :4]).max() <= 1e-3
+        assert np.abs(ort_dets[:, 4] - dets[:, 4]).max() <= 1e-5
+        assert np.abs(ort_masks - masks).max() <= 1e-4
+        counts.append(int((labels >= 0).sum()))
+    assert max(counts) > 0, "demo weights should give detections to compare"
+
+
+def test_exported_graph_uses_aligned_roi_align_and_records_options(exported):
+    _, onnx_path = exported
+    graph_model = onnx.load(str(onnx_path))
+    roi_aligns = nodes_of_type(graph_model.graph, ["RoiAlign"])
+    assert len(roi_aligns) == 8  # 4 levels x (box, mask)
+    for node in roi_aligns:
+        assert get_attribute(node, "coordinate_transformation_mode") == b"half_pixel"
+        assert get_attribute(node, "sampling_ratio") == 0
+    assert graph_model.opset_import[0].version == 16
+    meta = read_metadata(graph_model)
+    assert meta["segzoo_pack"] == "MaskRCNN_mmdet"
+    assert json.loads(meta["segzoo_model_options"]) == {"input_hw": list(INPUT_HW)}
+    dims = {out.name: [d.dim_value for d in out.type.tensor_type.shape.dim] for out in graph_model.graph.output}
+    assert dims == {"boxes": [100, 5], "labels": [100], "masks": [100, 80, 28, 28]}
+
+
+def test_label_to_int32_keeps_values(exported, tmp_path):
+    checkpoint, onnx_path = exported
+    out_path = tmp_path / "int32.onnx"
+    label_to_int32.main(label_to_int32.parse_args([str(onnx_path), str(out_path)]))
+    converted = onnx.load(str(out_path))
+    types = {out.name: out.type.tensor_type.elem_type for out in converted.graph.output}
+    assert types == {"boxes": TensorProto.FLOAT, "labels": TensorProto.INT32, "masks": TensorProto.FLOAT}
+    image = _normalised_image(0)
+    original = _session(onnx_path).run(["labels"], {"input": image})[0]
+    labels = _session(out_path).run(["labels"], {"input": image})[0]
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, original)
+
+
+def test_label_to_int32_retargets_an_existing_cast_found_by_structure():
+    cast = helper.make_node("Cast", ["x"], ["labels"], to=TensorProto.INT64, name="Cast_622_renamed")
+    graph = helper.make_graph([helper.make_node("Identity", ["boxes_in"], ["boxes"]), cast], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4]),
+                               helper.make_tensor_value_info("boxes_in", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [4]),
+                               helper.make_tensor_value_info("labels", TensorProto.INT64, [4])])
+    edited, change = label_to_int32.labels_to_int32(helper.make_model(graph))
+    assert len(edited.graph.node) == 2 and "Cast_622_renamed" in change
+    assert get_attribute(edited.graph.node[1], "to") == TensorProto.INT32
+    assert edited.graph.output[1].type.tensor_type.elem_type == TensorProto.INT32
+    with pytest.raises(UserError, match="exactly one int64"):
+        label_to_int32.labels_to_int32(edited)
+
+
+def test_export_refuses_an_opset_without_half_pixel_roi_align(exported, tmp_path):
+    checkpoint, _ = exported
+    with pytest.raises(UserError, match="opset >= 16"):
+        pth2onnx.main(pth2onnx.parse_args([str(checkpoint), "--output-file", str(tmp_path / "x.onnx"),
+                                           "--opset", "11"]))

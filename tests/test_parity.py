@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from common.binio import write_bin
+from common.cli import UserError
+from common.parity import compare_arrays, compare_folders, compare_metrics
+
+
+def test_identical_arrays():
+    a = np.random.default_rng(0).standard_normal((3, 4, 4)).astype(np.float32)
+    diff = compare_arrays(a, a.copy(), class_axis=0)
+    assert diff.max_abs == 0 and diff.max_rel == 0 and diff.cosine == pytest.approx(1) and diff.argmax_mismatch == 0
+
+
+def test_relative_difference_is_against_the_value_range():
+    ref = np.array([0.0, 10.0, 5.0])
+    cand = np.array([0.0, 10.0, 5.5])
+    diff = compare_arrays(ref, cand)
+    assert diff.max_abs == pytest.approx(0.5) and diff.max_rel == pytest.approx(0.05)
+    assert diff.within(0.06) and not diff.within(0.04)
+
+
+def test_argmax_mismatch_fraction():
+    ref = np.array([[1.0, 0.0], [0.0, 1.0]])  # class axis 0: argmax per column = [0, 1]
+    cand = np.array([[1.0, 2.0], [0.0, 1.0]])  # argmax = [0, 0]
+    assert compare_arrays(ref, cand, class_axis=0).argmax_mismatch == 0.5
+
+
+def test_folders_need_partners(tmp_path):
+    write_bin(tmp_path / "r" / "a_0.bin", np.ones(4, np.float32))
+    write_bin(tmp_path / "c" / "a_0.bin", np.ones(4, np.float32) * 1.5)
+    assert compare_folders(tmp_path / "r", tmp_path / "c").max_abs == pytest.approx(0.5)
+    write_bin(tmp_path / "c" / "b_0.bin", np.ones(4, np.float32))
+    with pytest.raises(UserError, match="without a partner.*b_0.bin"):
+        compare_folders(tmp_path / "r", tmp_path / "c")
+
+
+def test_compare_metrics():
+    assert compare_metrics(0.5, 0.5)["equal"]
+    assert not compare_metrics(0.5, 0.51)["equal"]

@@ -1,0 +1,125 @@
+"""Wseg export and fix_softmax_transpose.py: graph structure, opset semantics, ORT vs PyTorch."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from common.cli import UserError
+from common.onnx_tools import read_metadata
+from common.parity import compare_arrays
+from conftest import error_lines, run_script
+from wseg_shared import (TEST_INPUT_SIDE, demo_checkpoint, exported_onnx, fix_script, fixed_onnx,
+                         model)
+
+REL_TOL = 1e-4
+
+
+def session(path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    # Smooth colour fields with a zero border, like a padded preprocessed input.
+    generator = torch.Generator().manual_seed(7)
+    coarse = torch.randn(3, 3, 6, 6, generator=generator) * 1.5
+    batch = torch.nn.functional.interpolate(coarse, size=(TEST_INPUT_SIDE,) * 2, mode="bilinear")
+    batch[:, :, :, :9] = 0
+    return batch.numpy()
+
+
+@pytest.fixture(scope="module")
+def torch_outputs(tmp_path_factory, images):
+    network = model.load_pretrained(demo_checkpoint(tmp_path_factory))
+    with torch.no_grad():
+        cls, mask = network(torch.from_numpy(images))
+    return cls.numpy(), mask.numpy()
+
+
+def softmax_nodes(path):
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n for n in graph.node if n.op_type == "Softmax"], graph
+
+
+def test_export_writes_the_transposed_softmax_at_opset_11(tmp_path_factory):
+    path = exported_onnx(tmp_path_factory)
+    loaded = onnx.load(str(path), load_external_data=False)
+    assert [o.version for o in loaded.opset_import if o.domain in ("", "ai.onnx")] == [11]
+    assert [i.name for i in loaded.graph.input] == ["image"]
+    assert [o.name for o in loaded.graph.output] == ["cls", "mask"]
+    assert loaded.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+    softmaxes, graph = softmax_nodes(path)
+    assert len(softmaxes) == 1
+    assert sum(n.op_type == "Transpose" for n in graph.node) == 2
+    assert read_metadata(loaded)["segzoo_pack"] == "Wseg"
+
+
+def test_fixed_graph_has_one_channel_softmax_at_opset_13(tmp_path_factory):
+    path = fixed_onnx(tmp_path_factory)
+    softmaxes, graph = softmax_nodes(path)
+    assert len(softmaxes) == 1 and softmaxes[0].attribute[0].i == 1
+    assert not any(n.op_type == "Transpose" for n in graph.node)
+    loaded = onnx.load(str(path), load_external_data=False)
+    assert [o.version for o in loaded.opset_import if o.domain in ("", "ai.onnx")] == [13]
+    assert "segzoo_atc_only" not in read_metadata(loaded)
+
+
+@pytest.mark.parametrize("which", ["exported", "fixed13"])
+def test_onnx_runtime_matches_pytorch(tmp_path_factory, images, torch_outputs, which):
+    path = exported_onnx(tmp_path_factory) if which == "exported" else fixed_onnx(tmp_path_factory)
+    cls, mask = session(path).run(None, {"image": images})
+    cls_diff = compare_arrays(torch_outputs[0], cls)
+    mask_diff = compare_arrays(torch_outputs[1], mask, class_axis=1)
+    assert cls.shape == (3, 20) and mask.shape == (3, 21, TEST_INPUT_SIDE, TEST_INPUT_SIDE)
+    assert cls_diff.within(REL_TOL) and mask_diff.within(REL_TOL), (cls_diff, mask_diff)
+
+
+def test_dynamic_batch_gives_the_same_rows(tmp_path_factory, images):
+    runner = session(fixed_onnx(tmp_path_factory))
+    cls_batch, mask_batch = runner.run(None, {"image": images})
+    cls_one, mask_one = runner.run(None, {"image": images[1:2]})
+    assert np.allclose(cls_one[0], cls_batch[1], atol=1e-5)
+    assert np.allclose(mask_one[0], mask_batch[1], atol=1e-6)
+
+
+def test_opset_11_literal_fix_is_tagged_and_differs_on_onnx_runtime(tmp_path_factory, images,
+                                                                    torch_outputs):
+    path = fixed_onnx(tmp_path_factory, opset=11)
+    softmaxes, graph = softmax_nodes(path)
+    assert len(softmaxes) == 1 and softmaxes[0].attribute[0].i == 1
+    assert "segzoo_atc_only" in read_metadata(onnx.load(str(path), load_external_data=False))
+    # The spec's point: Softmax-11 over axis 1 of [B,21,H,W] normalises all 21*H*W values.
+    _, mask = session(path).run(None, {"image": images})
+    assert abs(float(mask[0].sum(0).mean()) - 1.0) > 0.5
+    assert compare_arrays(torch_outputs[1], mask).max_abs > 0.1
+
+
+def test_fix_refuses_an_already_fixed_graph(tmp_path_factory, tmp_path):
+    result = run_script("Wseg", "fix_softmax_transpose.py", fixed_onnx(tmp_path_factory),
+                        tmp_path / "again.onnx", check=False)
+    assert result.returncode == 2
+    lines = error_lines(result)
+    assert len(lines) == 1 and "Transpose-Softmax-Transpose" in lines[0]
+    assert not (tmp_path / "again.onnx").exists()
+
+
+def test_opset_13_upgrade_refuses_an_unknown_op():
+    node = onnx.helper.make_node("LpNormalization", ["x"], ["y"], name="odd")
+    graph = onnx.helper.make_graph([node], "g", [onnx.helper.make_tensor_value_info("x", 1, [1, 2])],
+                                   [onnx.helper.make_tensor_value_info("y", 1, [1, 2])])
+    with pytest.raises(UserError, match="LpNormalization"):
+        fix_script.upgrade_to_opset13(onnx.helper.make_model(graph))
+
+
+def test_export_rejects_a_config_with_other_constants(tmp_path, tmp_path_factory):
+    config = tmp_path / "voc_other.yaml"
+    config.write_text("NET:\n  BACKBONE: resnet38\n  MODEL: ae\n  SG_PSI: 0.5\n", encoding="utf-8")
+    result = run_script("Wseg", "wseg_pth2onnx.py", config, demo_checkpoint(tmp_path_factory),
+                        tmp_path / "x.onnx", check=False)
+    assert result.returncode == 2
+    assert error_lines(result) == [f"error: {config}: NET.SG_PSI is 0.5; this network implements 0.3 only"]

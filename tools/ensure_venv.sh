@@ -1,0 +1,20 @@
+# Sourced by run_all.sh and tests/run.sh: create .venv when missing and install the project.
+# pip takes torch 2.14.1 / torchvision 0.29.1 from the machine's local wheel store when it has
+# one; nothing else on the machine is assumed.
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$REPO_ROOT/.venv"
+PY="$VENV/bin/python"
+stamp="$VENV/.segzoo-installed"
+if [ ! -x "$PY" ]; then
+    echo "creating $VENV"
+    python3 -m venv "$VENV"
+fi
+# Reinstall only when pyproject.toml changed since the last install.
+if [ ! -f "$stamp" ] || [ "$REPO_ROOT/pyproject.toml" -nt "$stamp" ]; then
+    echo "installing segzoo and its dependencies into $VENV (first run: a few minutes)"
+    "$PY" -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+    "$PY" -m pip install --quiet -e "$REPO_ROOT[test]" 2>&1 | grep -v "^WARNING: Location" || true
+    "$PY" -c "import common, torch, onnxruntime" || { echo "error: installing into $VENV failed" >&2; exit 1; }
+    touch "$stamp"
+fi
+export PY
