@@ -1,0 +1,67 @@
+"""Guide step "导出onnx": mmdet Mask R-CNN checkpoint (.pth) -> ONNX with fixed-size outputs.
+
+    python3 mmdet_pth2onnx.py [CONFIG] CHECKPOINT --output-file maskrcnn_r50_fpn_1x.onnx --shape 1216 1216
+
+The guide runs mmdetection's tools/pytorch2onnx.py after patching mmdet; here the network is
+this pack's model.py, so CONFIG (the mmdet config path of the guide) is accepted for the same
+command line but not read: the architecture is mask_rcnn_r50_fpn_1x_coco. The checkpoint is
+loaded strictly. Graph: input `input` [1,3,H,W] float32; outputs `boxes` [100,5],
+`labels` [100] int64 (run label_to_int32.py for the Ascend int32 variant), `masks`
+[100,80,28,28]. Opset 16 by default: its RoiAlign has `coordinate_transformation_mode=
+half_pixel`, which is mmdet's aligned=True; opset 11 has no exact equivalent (see README).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+import model
+from common.cli import UserError, script_entry
+from common.onnx_tools import export_onnx
+
+PACK = "MaskRCNN_mmdet"
+INPUT_NAMES = ("input",)
+OUTPUT_NAMES = ("boxes", "labels", "masks")
+# ONNX RoiAlign gained coordinate_transformation_mode (half_pixel = aligned=True) in opset 16.
+ROI_ALIGN_HALF_PIXEL_OPSET = 16
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="+", metavar="[CONFIG] CHECKPOINT",
+                        help="optional mmdet config path (accepted, not read) and the .pth checkpoint")
+    parser.add_argument("--output-file", "--output_file", dest="output_file", default="maskrcnn_r50_fpn_1x.onnx",
+                        help="ONNX file to write")
+    parser.add_argument("--shape", type=int, nargs=2, default=(1216, 1216), metavar=("H", "W"),
+                        help="model input height and width, multiples of 32 (guide: 1216 1216)")
+    parser.add_argument("--opset", type=int, default=ROI_ALIGN_HALF_PIXEL_OPSET,
+                        help="ONNX opset; must be >= 16 (RoiAlign half_pixel)")
+    args = parser.parse_args(argv)
+    if len(args.paths) > 2:
+        parser.error("expected [CONFIG] CHECKPOINT")
+    return args
+
+
+def main(args: argparse.Namespace) -> int:
+    checkpoint = Path(args.paths[-1])
+    if args.opset < ROI_ALIGN_HALF_PIXEL_OPSET:
+        raise UserError(f"--opset {args.opset}: RoIAlign with half-pixel alignment (mmdet aligned=True) "
+                        f"needs opset >= {ROI_ALIGN_HALF_PIXEL_OPSET}; a lower opset would export a "
+                        "misaligned RoiAlign")
+    if len(args.paths) == 2:
+        print(f"config {args.paths[0]}: not read, the architecture is mask_rcnn_r50_fpn_1x_coco")
+    height, width = args.shape
+    options = {"input_hw": [height, width]}
+    net = model.load_pretrained(checkpoint, **options)
+    dummy = torch.zeros(1, 3, height, width)
+    export_onnx(net, [dummy], args.output_file, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
+                dynamic_batch=False, pack=PACK, model_options=options, opset=args.opset)
+    print(f"wrote {args.output_file}: input {list(INPUT_NAMES)} [1,3,{height},{width}], "
+          f"outputs {list(OUTPUT_NAMES)} [100,5] [100] [100,80,28,28], opset {args.opset}")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)
