@@ -5,9 +5,10 @@
 The guide runs mmdetection's tools/pytorch2onnx.py after patching mmdet; here the network is
 this pack's model.py, so CONFIG (the mmdet config path of the guide) is accepted for the same
 command line but not read: the architecture is mask_rcnn_r50_fpn_1x_coco. The checkpoint is
-loaded strictly. Graph: input `input` [1,3,H,W] float32; outputs `boxes` [100,5],
-`labels` [100] int64 (run label_to_int32.py for the Ascend int32 variant), `masks`
-[100,80,28,28]. Opset 16 by default: its RoiAlign has `coordinate_transformation_mode=
+loaded strictly. Graph: input `input` [1,3,H,W] float32; outputs `boxes` [1,100,5],
+`labels` [1,100] int64 (run label_to_int32.py for the Ascend int32 variant), `masks`
+[1,100,80,28,28]: the guide's shapes behind a batch axis of 1, so the per-image output files
+are exactly the guide's. Opset 16 by default: its RoiAlign has `coordinate_transformation_mode=
 half_pixel`, which is mmdet's aligned=True; opset 11 has no exact equivalent (see README).
 """
 from __future__ import annotations
@@ -59,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     export_onnx(net, [dummy], args.output_file, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                 dynamic_batch=False, pack=PACK, model_options=options, opset=args.opset)
     print(f"wrote {args.output_file}: input {list(INPUT_NAMES)} [1,3,{height},{width}], "
-          f"outputs {list(OUTPUT_NAMES)} [100,5] [100] [100,80,28,28], opset {args.opset}")
+          f"outputs {list(OUTPUT_NAMES)} [1,100,5] [1,100] [1,100,80,28,28], opset {args.opset}")
     return 0
 
 

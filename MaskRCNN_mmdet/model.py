@@ -3,11 +3,12 @@
 Loads `mask_rcnn_r50_fpn_1x_coco_20200205-d4b0c5d6.pth` (mmcv runner format: `meta` +
 `state_dict`) key for key: attribute names follow mmdet's module tree, so no renaming table.
 The forward pass is the exported graph: one image [1,3,H,W] (mmdet-normalised RGB, H and W
-multiples of 32) in, fixed-size outputs out, padded when fewer than 100 objects are found:
+multiples of 32) in, fixed-size outputs out, padded when fewer than 100 objects are found
+(each with a leading batch axis of 1, so a per-image output file is exactly the guide's size):
 
-    dets   [100, 5]          x1, y1, x2, y2, score in input-canvas pixels (padding rows: 0)
-    labels [100]    int64    0..79 in mmdet CLASSES order (padding rows: -1)
-    masks  [100, 80, 28, 28] sigmoid probabilities of every class (padding rows: 0)
+    dets   [1, 100, 5]          x1, y1, x2, y2, score in input-canvas pixels (padding rows: 0)
+    labels [1, 100]    int64    0..79 in mmdet CLASSES order (padding rows: -1)
+    masks  [1, 100, 80, 28, 28] sigmoid probabilities of every class (padding rows: 0)
 
 Where torchvision's detection defaults differ from mmdet 2.8 this file follows mmdet (facts
 from specs/MaskRCNN_mmdet.md §4): unrounded base anchors, no RPN min-size filter, RoIAlign
@@ -288,7 +289,9 @@ class MaskRCNN(nn.Module):
         # supplies the padding rows' masks (zeroed in pad_detections).
         masks = self.segment(feats[:len(ROI_STRIDES)], torch.cat([boxes, boxes.new_zeros(1, 4)]))
         dets, labels, masks = pad_detections(boxes, scores, labels, masks, MAX_PER_IMG)
-        return dets, labels, masks
+        # Leading batch axis of 1: runners split outputs per sample along axis 0 (ais_bench
+        # contract), so each image's files hold exactly the guide's [100,5], [100], [100,80,28,28].
+        return dets[None], labels[None], masks[None]
 
     def propose(self, feats: list[torch.Tensor], image_hw: tuple[int, int]) -> torch.Tensor:
         """RPNHead._get_bboxes_single with test_cfg.rpn: per-level top 1000, per-level NMS 0.7."""

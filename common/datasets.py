@@ -390,9 +390,9 @@ class CocoInstances:
     def __init__(self, coco_root: str | Path | None = None, split: str = "val2017", *,
                  image_dir: str | Path | None = None, annotation_json: str | Path | None = None):
         root = Path(coco_root) if coco_root is not None else None
-        if root is None and (image_dir is None or annotation_json is None):
-            raise UserError("COCO: give the dataset root or both the image folder and the annotation json")
-        self.image_dir = Path(image_dir) if image_dir is not None else root / split
+        if root is None and annotation_json is None:
+            raise UserError("COCO: give the dataset root or the annotation json")
+        self.image_dir = Path(image_dir) if image_dir is not None else (root / split if root else None)
         self.annotation_json = (Path(annotation_json) if annotation_json is not None
                                 else root / "annotations" / f"instances_{split}.json")
         self.coco = load_coco_json(self.annotation_json)
@@ -407,7 +407,7 @@ class CocoInstances:
         return int(info["width"]), int(info["height"])
 
     def check_files(self) -> None:
-        if not self.image_dir.is_dir():
+        if self.image_dir is None or not self.image_dir.is_dir():
             raise UserError(f"{self.image_dir}: COCO image folder not found")
         missing = [i for i in self.image_ids if not self.image_path(i).is_file()]
         if missing:

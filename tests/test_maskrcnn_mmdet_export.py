@@ -55,8 +55,8 @@ def test_onnxruntime_matches_pytorch(exported):
     for seed in (0, 1):
         image = _normalised_image(seed)
         with torch.no_grad():
-            dets, labels, masks = (t.numpy() for t in net(torch.from_numpy(image)))
-        ort_dets, ort_labels, ort_masks = session.run(None, {"input": image})
+            dets, labels, masks = (t[0].numpy() for t in net(torch.from_numpy(image)))
+        ort_dets, ort_labels, ort_masks = (out[0] for out in session.run(None, {"input": image}))
         assert ort_dets.shape == (100, 5) and ort_labels.shape == (100,) and ort_masks.shape == (100, 80, 28, 28)
         np.testing.assert_array_equal(ort_labels, labels)
         assert np.abs(ort_dets[:, :4] - dets[:, :4]).max() <= 1e-3
@@ -79,7 +79,7 @@ def test_exported_graph_uses_aligned_roi_align_and_records_options(exported):
     assert meta["segzoo_pack"] == "MaskRCNN_mmdet"
     assert json.loads(meta["segzoo_model_options"]) == {"input_hw": list(INPUT_HW)}
     dims = {out.name: [d.dim_value for d in out.type.tensor_type.shape.dim] for out in graph_model.graph.output}
-    assert dims == {"boxes": [100, 5], "labels": [100], "masks": [100, 80, 28, 28]}
+    assert dims == {"boxes": [1, 100, 5], "labels": [1, 100], "masks": [1, 100, 80, 28, 28]}
 
 
 def test_label_to_int32_keeps_values(exported, tmp_path):

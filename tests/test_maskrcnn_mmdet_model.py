@@ -192,7 +192,7 @@ def test_image_with_no_detection_gives_all_padding(demo_pth):
     net = model.load_pretrained(demo_pth)
     with torch.no_grad():
         net.roi_head.bbox_head.fc_cls.bias[model.NUM_CLASSES] = 100.0  # background always wins
-        dets, labels, masks = net(torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0)))
+        dets, labels, masks = (out[0] for out in net(torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))))
     assert dets.shape == (100, 5) and (dets == 0).all()
     assert (labels == -1).all() and labels.dtype == torch.int64
     assert masks.shape == (100, 80, 28, 28) and (masks == 0).all()

@@ -1,0 +1,261 @@
+"""Guide step "精度验证": output bins -> COCO detections -> bbox and segm AP (COCOeval).
+
+    python3 mmdet_postprocess.py --bin_data_path=result/onnxruntime --test_annotation=val2017_jpg.info \
+        --val2017_json_path=data/coco/annotations/instances_val2017.json --det_results_path=det_result \
+        --net_out_num=3 --net_input_height=1216 --net_input_width=1216 [--ifShowDetObj]
+
+Per image listed in the info file, matched to its outputs `<stem>_0/1/2.bin` and to its COCO
+id by file name: rows with label >= 0 and score > 0 are the detections (padding rows are
+dropped); boxes are mapped from the canvas back to the original image with the geometry the
+preprocess saved, the selected class's 28x28 probability map is pasted at the original size
+the way mmdet 2.8 does it (grid_sample at pixel centres, threshold >= 0.5), and boxes are
+clipped to the image. Results are scored like mmdet 2.8 CocoDataset.evaluate (see
+common/coco_eval.py) and written as JSON: detections, full AP/AR tables, per-class AP.
+The ModelZoo script instead pastes in the canvas and resizes with a uint8 truncation and does
+not clip boxes; this script follows upstream mmdet.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import model
+from common import coco_eval
+from common.binio import parse_info, read_bin
+from common.cli import UserError, script_entry
+from common.datasets import COCO_CATEGORY_IDS, COCO_CLASSES, CocoInstances
+from common.fsio import atomic_path, write_json_atomic, write_text_atomic
+from common.geometry import Letterbox
+from common.parallel import map_with_progress
+from common.results import input_folder_of, match_outputs, output_file
+
+META_NAME = "preprocess_meta.json"
+MASK_THRESHOLD = 0.5  # test_cfg.rcnn.mask_thr_binary
+TXT_SCORE_THRESHOLD = 0.05
+
+
+# ---- one image -------------------------------------------------------------------------------
+
+def read_outputs(result_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dets [100,5] float32, labels [100] (int32 after label_to_int32.py, else int64), masks."""
+    count, classes, size = model.MAX_PER_IMG, model.NUM_CLASSES, model.MASK_SIZE
+    dets = read_bin(output_file(result_dir, stem, 0), (count, 5), np.float32)
+    labels_path = output_file(result_dir, stem, 1)
+    labels_dtype = np.int32 if labels_path.is_file() and labels_path.stat().st_size == count * 4 else np.int64
+    labels = read_bin(labels_path, (count,), labels_dtype).astype(np.int64)
+    masks = read_bin(output_file(result_dir, stem, 2), (count, classes, size, size), np.float32)
+    return dets, labels, masks
+
+
+def canvas_to_original(boxes: np.ndarray, box: Letterbox) -> np.ndarray:
+    """Undo the centred pad and the keep-ratio resize (per-axis scale, as mmdet's scale_factor)."""
+    scale_y = box.resized_hw[0] / box.original_hw[0]
+    scale_x = box.resized_hw[1] / box.original_hw[1]
+    offset = np.array([box.pad_left, box.pad_top, box.pad_left, box.pad_top], dtype=np.float64)
+    scale = np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float64)
+    return ((boxes.astype(np.float64) - offset) / scale).astype(np.float32)
+
+
+def paste_mask(probabilities: np.ndarray, box: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """mmdet 2.8 `_do_paste_mask` for one mask, restricted to the box +-1 px (its CPU path).
+
+    Each image pixel centre (x + 0.5, y + 0.5) is mapped into the box's [-1, 1] range and the
+    28x28 map is sampled bilinearly with zero padding (align_corners=False); >= 0.5 is inside.
+    A zero-size box gives an empty mask.
+    """
+    height, width = image_hw
+    x0, y0, x1, y1 = (float(v) for v in box)
+    mask = np.zeros((height, width), dtype=bool)
+    left, top = max(int(np.floor(min(x0, x1))) - 1, 0), max(int(np.floor(min(y0, y1))) - 1, 0)
+    right, bottom = min(int(np.ceil(max(x0, x1))) + 1, width), min(int(np.ceil(max(y0, y1))) + 1, height)
+    if right <= left or bottom <= top or x1 <= x0 or y1 <= y0:
+        return mask
+    xs = (torch.arange(left, right, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
+    ys = (torch.arange(top, bottom, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
+    grid = torch.stack([xs[None, :].expand(ys.numel(), -1), ys[:, None].expand(-1, xs.numel())], dim=-1)
+    source = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32))[None, None]
+    sampled = F.grid_sample(source, grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)
+    mask[top:bottom, left:right] = sampled[0, 0].numpy() >= MASK_THRESHOLD
+    return mask
+
+
+def image_detections(result_dir: Path, stem: str, image_id: int, box: Letterbox) -> list[dict]:
+    """One image's detections as dicts: label, score, clipped xyxy box, RLE of the pasted mask."""
+    dets, labels, masks = read_outputs(result_dir, stem)
+    keep = np.flatnonzero((labels >= 0) & (labels < model.NUM_CLASSES) & (dets[:, 4] > 0))
+    height, width = box.original_hw
+    boxes = canvas_to_original(dets[keep, :4], box)
+    found = []
+    for row, original_box in zip(keep, boxes):
+        label = int(labels[row])
+        mask = paste_mask(masks[row, label], original_box, (height, width))
+        clipped = np.clip(original_box, 0, [width, height, width, height])
+        found.append({"image_id": image_id, "label": label, "score": float(dets[row, 4]),
+                      "box": [float(v) for v in clipped], "rle": coco_eval.encode_mask(mask)})
+    return found
+
+
+# ---- side outputs: per-image txt, drawings ------------------------------------------------------
+
+def detection_lines(detections: list[dict]) -> str:
+    """ModelZoo txt: `<class name> <score> x1 y1 x2 y2`, spaces in names as '_' (one token each)."""
+    lines = []
+    for det in detections:
+        if det["score"] >= TXT_SCORE_THRESHOLD:
+            name = COCO_CLASSES[det["label"]].replace(" ", "_")
+            lines.append(f"{name} {det['score']:.6f} " + " ".join(f"{v:.2f}" for v in det["box"]))
+    return "".join(line + "\n" for line in lines)
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    rng = np.random.default_rng(label + 7)
+    return tuple(int(c) for c in rng.integers(64, 256, size=3))
+
+
+def draw_detections(image_path: Path, detections: list[dict], out_path: Path, score_threshold: float) -> None:
+    """Masks blended in each class's colour, boxes and `name score` labels, saved as JPEG."""
+    from pycocotools import mask as mask_utils
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{image_path}: unreadable image (needed for --ifShowDetObj)")
+    for det in detections:
+        if det["score"] < score_threshold:
+            continue
+        colour = class_colour(det["label"])
+        rle = dict(det["rle"], counts=det["rle"]["counts"].encode("ascii"))
+        mask = mask_utils.decode(rle).astype(bool)
+        image[mask] = (0.5 * image[mask] + 0.5 * np.array(colour)).astype(np.uint8)
+        x1, y1, x2, y2 = (int(round(v)) for v in det["box"])
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, 1)
+        cv2.putText(image, f"{COCO_CLASSES[det['label']]} {det['score']:.2f}", (x1, max(y1 - 2, 8)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+    with atomic_path(out_path) as tmp:
+        if not cv2.imwrite(str(tmp), image):
+            raise UserError(f"{out_path}: could not write the drawing")
+
+
+def process_one(sample: tuple[str, int, str], result_dir: Path, geometry: dict, det_dir: Path,
+                show: bool, show_threshold: float) -> list[dict]:
+    stem, image_id, image_path = sample
+    detections = image_detections(result_dir, stem, image_id, geometry[stem])
+    write_text_atomic(det_dir / f"{stem}.txt", detection_lines(detections))
+    if show:
+        draw_detections(Path(image_path), detections, det_dir / "show" / f"{stem}.jpg", show_threshold)
+    return detections
+
+
+# ---- dataset level -----------------------------------------------------------------------------
+
+def load_geometry(meta_path: Path | None, canvas_hw: tuple[int, int]) -> dict[str, Letterbox]:
+    if meta_path is None or not meta_path.is_file():
+        raise UserError(f"{meta_path or META_NAME}: preprocess metadata not found; pass --meta "
+                        f"(the {META_NAME} that mmdet_preprocess.py wrote beside the bins)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        geometry = {stem: Letterbox.from_dict(values) for stem, values in meta["images"].items()}
+        meta_canvas = tuple(int(v) for v in meta["canvas_hw"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{meta_path}: not a {META_NAME} written by mmdet_preprocess.py") from None
+    if meta_canvas != tuple(canvas_hw):
+        raise UserError(f"{meta_path}: bins were made for {meta_canvas[0]}x{meta_canvas[1]}, but "
+                        f"--net_input_height/--net_input_width say {canvas_hw[0]}x{canvas_hw[1]}")
+    return geometry
+
+
+def listed_samples(info_path: str, dataset: CocoInstances, geometry: dict) -> list[tuple[str, int, str]]:
+    """(stem, COCO image id, image path) of every info line; unknown names are UserErrors."""
+    samples = []
+    for _, path, width, height in parse_info(info_path):
+        stem = Path(path).name.split(".", 1)[0]
+        if stem not in dataset.id_by_stem:
+            raise UserError(f"{info_path}: image {Path(path).name} is not in {dataset.annotation_json}")
+        if stem not in geometry:
+            raise UserError(f"{info_path}: image {Path(path).name} has no preprocess geometry (not preprocessed?)")
+        if geometry[stem].original_hw != (height, width):
+            raise UserError(f"{info_path}: {Path(path).name} is {width}x{height} here but was "
+                            f"{geometry[stem].original_hw[1]}x{geometry[stem].original_hw[0]} when preprocessed")
+        samples.append((stem, dataset.id_by_stem[stem], path))
+    if not samples:
+        raise UserError(f"{info_path}: no images listed")
+    return samples
+
+
+def coco_results(detections: list[dict], with_segm_bbox: bool) -> tuple[list[dict], list[dict]]:
+    bbox_results, segm_results = [], []
+    for det in detections:
+        entry = {"image_id": det["image_id"], "bbox": coco_eval.xyxy_to_xywh(det["box"]),
+                 "score": det["score"], "category_id": COCO_CATEGORY_IDS[det["label"]]}
+        bbox_results.append(entry)
+        segm = {key: value for key, value in entry.items() if key != "bbox" or with_segm_bbox}
+        segm["segmentation"] = det["rle"]
+        segm_results.append(segm)
+    return bbox_results, segm_results
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bin_data_path", required=True, help="inference output folder (<stem>_0/1/2.bin)")
+    parser.add_argument("--test_annotation", required=True, help="info file from get_info.py (images to score)")
+    parser.add_argument("--val2017_json_path", required=True, help="annotations/instances_val2017.json")
+    parser.add_argument("--det_results_path", default="det_result", help="folder for txt, json and drawings")
+    parser.add_argument("--net_out_num", type=int, default=3, help="number of model outputs (3)")
+    parser.add_argument("--net_input_height", type=int, default=1216)
+    parser.add_argument("--net_input_width", type=int, default=1216)
+    parser.add_argument("--ifShowDetObj", action="store_true", help="draw boxes, labels and masks on the images")
+    parser.add_argument("--show_score_thr", type=float, default=0.3, help="score threshold of the drawings")
+    parser.add_argument("--meta", default=None,
+                        help=f"{META_NAME} of the preprocess (default: found through the run's summary JSON)")
+    parser.add_argument("--save_path", default=None, help="metric JSON (default: <det_results_path>/metrics.json)")
+    parser.add_argument("--segm_area_from_mask", action="store_true",
+                        help="segm size ranges by mask area (mmdet >= 2.12) instead of box area (mmdet 2.8)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--allow-missing", action="store_true", help="score the images that have outputs")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.net_out_num != 3:
+        raise UserError(f"--net_out_num {args.net_out_num}: this model has 3 outputs (boxes, labels, masks)")
+    result_dir = Path(args.bin_data_path)
+    dataset = CocoInstances(annotation_json=args.val2017_json_path)
+    inputs = input_folder_of(result_dir)
+    meta_path = Path(args.meta) if args.meta else (inputs / META_NAME if inputs else None)
+    geometry = load_geometry(meta_path, (args.net_input_height, args.net_input_width))
+    samples = listed_samples(args.test_annotation, dataset, geometry)
+    stems, missing = match_outputs(result_dir, [s[0] for s in samples], num_outputs=3,
+                                   allow_missing=args.allow_missing)
+    kept = set(stems)
+    samples = [s for s in samples if s[0] in kept]
+    det_dir = Path(args.det_results_path)
+    work = partial(process_one, result_dir=result_dir, geometry=geometry, det_dir=det_dir,
+                   show=args.ifShowDetObj, show_threshold=args.show_score_thr)
+    detections = [det for found in map_with_progress(work, samples, args.workers, desc="Postprocess")
+                  for det in found]
+    bbox_results, segm_results = coco_results(detections, with_segm_bbox=not args.segm_area_from_mask)
+    write_json_atomic(det_dir / "detections_bbox.json", bbox_results)
+    write_json_atomic(det_dir / "detections_segm.json", segm_results)
+    image_ids = [s[1] for s in samples]
+    stats = {iou_type: coco_eval.evaluate(dataset.coco, results, iou_type, image_ids, COCO_CATEGORY_IDS,
+                                          COCO_CLASSES)
+             for iou_type, results in (("bbox", bbox_results), ("segm", segm_results))}
+    print(coco_eval.per_class_table(stats))
+    report = {"bbox": stats["bbox"], "segm": stats["segm"], "mmdet": coco_eval.mmdet_summary(stats),
+              "images": len(samples), "images_left_out": len(missing), "detections": len(detections),
+              "segm_area": "mask" if args.segm_area_from_mask else "box (mmdet 2.8)",
+              "result_dir": str(result_dir)}
+    save_path = Path(args.save_path) if args.save_path else det_dir / "metrics.json"
+    write_json_atomic(save_path, report)
+    print(f"bbox mAP: {stats['bbox']['AP']:.4f}  segm mAP: {stats['segm']['AP']:.4f}  "
+          f"({len(detections)} detections on {len(samples)} images; metrics written to {save_path})")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)

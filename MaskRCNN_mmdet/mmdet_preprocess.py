@@ -1,0 +1,99 @@
+"""Guide step "数据预处理": COCO val2017 images -> `<stem>.bin` (float32, 3 x H x W, RGB, normalised).
+
+    python3 mmdet_preprocess.py --image_src_path=data/coco/val2017 --bin_file_path=val2017_bin \
+        --model_input_height=1216 --model_input_width=1216
+
+The ModelZoo transform (spec MaskRCNN_mmdet.md §3.2): cv2 decode (BGR, EXIF-rotated as mmcv
+does), keep-ratio resize to fit the canvas with ratio = min(W/w, H/h) and FLOORED sizes,
+cv2 bilinear, mmdet normalisation (RGB, mean 123.675/116.28/103.53, std 58.395/57.12/57.375),
+then CENTRED zero padding. Every image's geometry goes to `preprocess_meta.json` beside the
+bins, which the postprocess reads to map boxes and masks back.
+"""
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import model
+from common.binio import list_bins, write_bin
+from common.cli import UserError, script_entry
+from common.fsio import write_json_atomic
+from common.geometry import Letterbox
+from common.parallel import map_with_progress
+
+META_NAME = "preprocess_meta.json"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
+MEAN_RGB = np.array(model.PIXEL_MEAN_RGB, dtype=np.float32)
+INV_STD_RGB = (1.0 / np.array(model.PIXEL_STD_RGB, dtype=np.float64)).astype(np.float32)  # mmcv imnormalize
+
+
+def fit_in_canvas(original_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> Letterbox:
+    """ModelZoo geometry: ratio = min(W/w, H/h), sizes floored, padding centred (floor half top/left)."""
+    height, width = original_hw
+    canvas_h, canvas_w = canvas_hw
+    ratio = min(canvas_w / width, canvas_h / height)
+    resized_h, resized_w = max(1, int(height * ratio)), max(1, int(width * ratio))
+    return Letterbox((height, width), (resized_h, resized_w), (canvas_h, canvas_w),
+                     (canvas_h - resized_h) // 2, (canvas_w - resized_w) // 2)
+
+
+def read_image_bgr(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UserError(f"{path}: unreadable image")
+    return image
+
+
+def preprocess_image(bgr: np.ndarray, canvas_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    box = fit_in_canvas(bgr.shape[:2], canvas_hw)
+    resized = cv2.resize(bgr, box.resized_hw[::-1], interpolation=cv2.INTER_LINEAR)
+    rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)
+    canvas = np.zeros((*canvas_hw, 3), dtype=np.float32)  # zero padding after normalisation
+    top, left = box.pad_top, box.pad_left
+    canvas[top:top + box.resized_hw[0], left:left + box.resized_hw[1]] = (rgb - MEAN_RGB) * INV_STD_RGB
+    return np.ascontiguousarray(canvas.transpose(2, 0, 1)), box
+
+
+def _process_one(path: Path, bin_dir: Path, canvas_hw: tuple[int, int], resume: bool) -> tuple[str, dict]:
+    stem = path.name.split(".", 1)[0]
+    out_path = bin_dir / f"{stem}.bin"
+    bgr = read_image_bgr(path)
+    if resume and out_path.is_file():
+        return stem, fit_in_canvas(bgr.shape[:2], canvas_hw).to_dict()
+    chw, box = preprocess_image(bgr, canvas_hw)
+    write_bin(out_path, chw, np.float32)
+    return stem, box.to_dict()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image_src_path", required=True, help="folder of images (data/coco/val2017)")
+    parser.add_argument("--bin_file_path", default="val2017_bin", help="where the bins go")
+    parser.add_argument("--model_input_height", type=int, default=1216)
+    parser.add_argument("--model_input_width", type=int, default=1216)
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
+    parser.add_argument("--resume", action="store_true", help="keep bins that already exist")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    canvas_hw = (args.model_input_height, args.model_input_width)
+    if min(canvas_hw) <= 0 or canvas_hw[0] % model.SIZE_DIVISOR or canvas_hw[1] % model.SIZE_DIVISOR:
+        raise UserError(f"model input {canvas_hw[0]}x{canvas_hw[1]}: height and width must be positive "
+                        f"multiples of {model.SIZE_DIVISOR}")
+    images = list_bins(args.image_src_path, IMAGE_SUFFIXES)
+    bin_dir = Path(args.bin_file_path)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    work = partial(_process_one, bin_dir=bin_dir, canvas_hw=canvas_hw, resume=args.resume)
+    geometry = dict(map_with_progress(work, images, args.workers, desc="Preprocess"))
+    write_json_atomic(bin_dir / META_NAME, {"canvas_hw": list(canvas_hw), "images": geometry})
+    print(f"{len(geometry)} bins of shape (3, {canvas_hw[0]}, {canvas_hw[1]}) float32 in {bin_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)
