@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from common.cli import UserError
 from common.demo_weights import manifest_shapes
 from common.packs import load_pack_module
+from pointrend_shared import demo_checkpoint
 
 torch.set_num_threads(2)
 model = load_pack_module("PointRend", "model")
@@ -19,7 +20,7 @@ model = load_pack_module("PointRend", "model")
 
 @pytest.fixture(scope="module")
 def demo_pkl(tmp_path_factory):
-    return model.write_demo_checkpoint(tmp_path_factory.mktemp("pointrend") / "model_final_cf6ac1.pkl")
+    return demo_checkpoint(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,160 @@
+"""Guide step "精度验证": output bins -> Cityscapes 19-class mIoU (table + JSON).
+
+    python3 PointRend_postprocess.py DATA_DIR RESULT_DIR [--save_path metrics.json]
+
+RESULT_DIR holds `<image stem>_0.bin` per input bin (ais_bench / common.infer naming), either
+float32 logits [19, H, W] (the guide's export) or a class map [H, W] of uint8 or int32 (the
+`--class_map` export); the kind is told apart by the file size. Outputs are paired with images
+and labels by name. Logits are argmaxed (first maximum on ties, as torch.argmax); a prediction
+at another size than the label is resized back (bilinear on logits, as detectron2's
+sem_seg_postprocess; nearest on class maps). Labels are `*_gtFine_labelIds.png` mapped to
+trainIds; void pixels (trainId 255) do not count. The score is the Cityscapes class IoU of the
+official evaluator: one confusion matrix over the split, IoU = TP / (TP + FP + FN) per class,
+mean over classes with a non-empty union. `--pred_dir` also writes labelId PNGs
+(`<name>_pred.png`) for cityscapesScripts' own evaluator.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import model
+from common.binio import read_bin
+from common.cli import UserError, script_entry
+from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABELS, CityscapesFine,
+                             read_cityscapes_train_ids)
+from common.fsio import atomic_path
+from common.metrics import ConfusionMatrix
+from common.parallel import map_with_progress
+from common.report import report_segmentation
+from common.results import input_folder_of, match_outputs, output_file
+
+NUM_CLASSES = len(CITYSCAPES_CLASSES)
+META_NAME = "preprocess_meta.json"
+OUTPUT_KINDS = {  # name -> (bytes per pixel, numpy dtype, has a class axis)
+    "float32": (4 * NUM_CLASSES, np.float32, True),
+    "int32": (4, np.int32, False),
+    "uint8": (1, np.uint8, False),
+}
+
+
+def train_id_to_label_id_lut() -> np.ndarray:
+    lut = np.zeros(256, dtype=np.uint8)  # anything unknown -> 0 "unlabeled"
+    for label in CITYSCAPES_LABELS:
+        if label.train_id != CITYSCAPES_IGNORE:
+            lut[label.train_id] = label.label_id
+    return lut
+
+
+def output_kind(path: Path, input_hw: tuple[int, int]) -> str:
+    """Which export produced the file, from its size; any other size is a one-line error."""
+    pixels = input_hw[0] * input_hw[1]
+    size = path.stat().st_size
+    for kind, (bytes_per_pixel, _, _) in OUTPUT_KINDS.items():
+        if size == bytes_per_pixel * pixels:
+            return kind
+    expected = ", ".join(f"{b * pixels} ({k})" for k, (b, _, _) in OUTPUT_KINDS.items())
+    raise UserError(f"{path}: {size} bytes, expected one of {expected} for input "
+                    f"{input_hw[0]}x{input_hw[1]}")
+
+
+def read_prediction(path: Path, input_hw: tuple[int, int], label_hw: tuple[int, int]) -> np.ndarray:
+    """trainId map (uint8) at the label's size from one output bin of either kind."""
+    kind = output_kind(path, input_hw)
+    _, dtype, has_class_axis = OUTPUT_KINDS[kind]
+    if has_class_axis:
+        logits = read_bin(path, (NUM_CLASSES, *input_hw), dtype)
+        if not np.isfinite(logits).all():
+            raise UserError(f"{path}: output holds NaN or Inf values")
+        if tuple(label_hw) != tuple(input_hw):
+            hwc = np.ascontiguousarray(logits.transpose(1, 2, 0))
+            logits = cv2.resize(hwc, label_hw[::-1], interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+        return logits.argmax(axis=0).astype(np.uint8)
+    class_map = read_bin(path, input_hw, dtype)
+    if class_map.min() < 0 or class_map.max() >= NUM_CLASSES:
+        raise UserError(f"{path}: class ids outside 0..{NUM_CLASSES - 1}")
+    class_map = class_map.astype(np.uint8)
+    if tuple(label_hw) != tuple(input_hw):
+        class_map = cv2.resize(class_map, label_hw[::-1], interpolation=cv2.INTER_NEAREST)
+    return class_map
+
+
+def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None) -> np.ndarray:
+    target = read_cityscapes_train_ids(sample.label_path)
+    stem = sample.image_path.name.split(".", 1)[0]
+    prediction = read_prediction(output_file(result_dir, stem), input_hw, target.shape)
+    if pred_dir is not None:
+        with atomic_path(pred_dir / f"{sample.name}_pred.png") as tmp:
+            cv2.imwrite(str(tmp), train_id_to_label_id_lut()[prediction])
+    matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
+    matrix.update(target, prediction)
+    return matrix.matrix
+
+
+def read_input_hw(meta_path: Path | None, fallback) -> tuple[int, int]:
+    if meta_path is None or not meta_path.is_file():
+        return model.check_input_hw(fallback)
+    try:
+        return model.check_input_hw(json.loads(meta_path.read_text(encoding="utf-8"))["input_hw"])
+    except (ValueError, KeyError, TypeError):
+        raise UserError(f"{meta_path}: not a PointRend preprocess metadata file") from None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data_dir", help="Cityscapes root (holds gtFine/ and leftImg8bit/)")
+    parser.add_argument("result_dir", help="inference output folder, e.g. ./result/result_bs1")
+    parser.add_argument("--meta", default=None, help=f"the preprocess {META_NAME} (default: found "
+                        "through the run's summary JSON)")
+    parser.add_argument("--input_size", "--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        default=list(model.DEFAULT_INPUT_HW), help="model input size when no "
+                        "metadata is found (default 1024 2048)")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--save_path", "--save-path", default=None,
+                        help="metric JSON (default: <result_dir>_miou.json)")
+    parser.add_argument("--pred_dir", "--pred-dir", default=None,
+                        help="also write labelId PNGs <name>_pred.png here (official evaluator input)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--allow-missing", "--allow_missing", action="store_true",
+                        help="score the images that have outputs instead of stopping")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    dataset = CityscapesFine(args.data_dir, args.split, require_labels=True)
+    result_dir = Path(args.result_dir)
+    if args.meta:
+        meta_path = Path(args.meta)
+        if not meta_path.is_file():
+            raise UserError(f"{meta_path}: metadata file not found")
+    else:
+        inputs = input_folder_of(result_dir)
+        meta_path = inputs / META_NAME if inputs else None
+    input_hw = read_input_hw(meta_path, args.input_size)
+    by_stem = {sample.image_path.name.split(".", 1)[0]: sample for sample in dataset}
+    stems, missing = match_outputs(result_dir, list(by_stem), allow_missing=args.allow_missing)
+    pred_dir = Path(args.pred_dir) if args.pred_dir else None
+    if pred_dir is not None:
+        pred_dir.mkdir(parents=True, exist_ok=True)
+    matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
+    work = partial(score_one, result_dir=result_dir, input_hw=input_hw, pred_dir=pred_dir)
+    for image_matrix in map_with_progress(work, [by_stem[s] for s in stems], args.workers,
+                                          desc="Postprocess"):
+        matrix.matrix += image_matrix
+        matrix.images += 1
+    save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
+    report_segmentation(matrix, CITYSCAPES_CLASSES, save_path, {
+        "metric": "Cityscapes class IoU (19 trainIds, void ignored)",
+        "output_kind": output_kind(output_file(result_dir, stems[0]), input_hw),
+        "input_hw": list(input_hw), "images_left_out": len(missing), "result_dir": str(result_dir)})
+    print(f"acc result (mIoU %): {100 * matrix.mean_iou():.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)

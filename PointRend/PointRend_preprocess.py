@@ -1,0 +1,89 @@
+"""Guide step "准备数据集 / 数据预处理": Cityscapes val images -> input bins.
+
+    python3 PointRend_preprocess.py DATA_DIR SAVE_DIR [--input_size H W] [--split val]
+
+DATA_DIR holds `leftImg8bit/<split>/<city>/*_leftImg8bit.png` (or a `cityscapes/` folder that
+does). Each image becomes `SAVE_DIR/<city>_<seq>_<frame>_leftImg8bit.bin`: float32 [3, H, W],
+BGR, 0..255 minus the detectron2 pixel mean (103.53, 116.28, 123.675), std 1, no padding (the
+ModelZoo's bins). Cityscapes images are 1024x2048, the model's size, so the test-time resize is
+the identity; an image of another size is resized bilinearly to the input size and its
+original size is kept in `SAVE_DIR/preprocess_meta.json` for the postprocess.
+"""
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import model
+from common.binio import write_bin
+from common.cli import UserError, script_entry
+from common.datasets import CityscapesFine, read_image_bgr
+from common.fsio import write_json_atomic
+from common.parallel import map_with_progress
+
+META_NAME = "preprocess_meta.json"
+
+
+def normalise_bgr(image_bgr: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """HWC uint8 BGR -> CHW float32 minus the pixel mean, at the model's input size."""
+    height, width = input_hw
+    if image_bgr.shape[:2] != (height, width):
+        image_bgr = cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR)
+    mean = np.asarray(model.PIXEL_MEAN_BGR, dtype=np.float32)
+    std = np.asarray(model.PIXEL_STD_BGR, dtype=np.float32)
+    normalised = (image_bgr.astype(np.float32) - mean) / std
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+
+
+def bin_name(image_path: Path) -> str:
+    """The ModelZoo's naming: the image file name up to its first dot, plus `.bin`."""
+    return image_path.name.split(".", 1)[0] + ".bin"
+
+
+def preprocess_one(image_path: Path, save_dir: Path, input_hw: tuple[int, int]) -> tuple[str, list[int]]:
+    image = read_image_bgr(image_path)
+    target = save_dir / bin_name(image_path)
+    write_bin(target, normalise_bgr(image, input_hw), np.float32)
+    return target.stem, list(image.shape[:2])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("data_dir", help="Cityscapes root (holds leftImg8bit/, or cityscapes/leftImg8bit/)")
+    parser.add_argument("save_dir", help="folder for the input bins")
+    parser.add_argument("--input_size", "--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        default=list(model.DEFAULT_INPUT_HW),
+                        help="model input height and width (default 1024 2048; smaller for tests)")
+    parser.add_argument("--split", default="val", help="dataset split (default val)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    input_hw = model.check_input_hw(args.input_size)
+    dataset = CityscapesFine(args.data_dir, args.split, require_labels=False)
+    save_dir = Path(args.save_dir)
+    if save_dir.exists() and not save_dir.is_dir():
+        raise UserError(f"{save_dir}: exists and is not a folder")
+    save_dir.mkdir(parents=True, exist_ok=True)
+    work = partial(preprocess_one, save_dir=save_dir, input_hw=input_hw)
+    images = [sample.image_path for sample in dataset]
+    original_sizes = dict(map_with_progress(work, images, args.workers, desc="Preprocess"))
+    resized = sum(1 for hw in original_sizes.values() if tuple(hw) != input_hw)
+    write_json_atomic(save_dir / META_NAME, {
+        "dataset": "cityscapes", "split": args.split, "input_hw": list(input_hw),
+        "layout": "float32 CHW BGR minus pixel mean", "pixel_mean_bgr": list(model.PIXEL_MEAN_BGR),
+        "pixel_std_bgr": list(model.PIXEL_STD_BGR),
+        "images": {stem: {"original_hw": hw} for stem, hw in original_sizes.items()},
+    })
+    note = f" ({resized} resized from another size)" if resized else ""
+    print(f"wrote {len(original_sizes)} bins of float32 [3,{input_hw[0]},{input_hw[1]}] to {save_dir}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)
