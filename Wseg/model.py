@@ -303,7 +303,7 @@ def load_pretrained(checkpoint: str | Path, lean_mask: bool = False) -> WsegNet:
 
 DEMO_LOGIT_SPREAD = 1.5  # spatial std of the demo class logits (background sits at 1.0)
 DEMO_CALIBRATION_SIDE = 64
-DEMO_BIAS_BELOW_BACKGROUND = 2.5  # most pixels background, a few classes above it
+DEMO_BIAS_BELOW_BACKGROUND = 4.0  # most pixels background, a few classes above it
 DEMO_BIAS_JITTER = 1.0
 
 

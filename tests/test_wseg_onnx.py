@@ -11,8 +11,8 @@ from common.cli import UserError
 from common.onnx_tools import read_metadata
 from common.parity import compare_arrays
 from conftest import error_lines, run_script
-from wseg_shared import (TEST_INPUT_SIDE, demo_checkpoint, exported_onnx, fix_script, fixed_onnx,
-                         model)
+from wseg_shared import (TEST_INPUT_SIDE, demo_checkpoint, export_script, exported_onnx, fix_script,
+                         fixed_onnx, model)
 
 REL_TOL = 1e-4
 
@@ -87,21 +87,60 @@ def test_dynamic_batch_gives_the_same_rows(tmp_path_factory, images):
     assert np.allclose(mask_one[0], mask_batch[1], atol=1e-6)
 
 
-def test_opset_11_literal_fix_is_tagged_and_differs_on_onnx_runtime(tmp_path_factory, images,
-                                                                    torch_outputs):
-    path = fixed_onnx(tmp_path_factory, opset=11)
-    softmaxes, graph = softmax_nodes(path)
-    assert len(softmaxes) == 1 and softmaxes[0].attribute[0].i == 1
-    assert "segzoo_atc_only" in read_metadata(onnx.load(str(path), load_external_data=False))
-    # The spec's point: Softmax-11 over axis 1 of [B,21,H,W] normalises all 21*H*W values.
-    _, mask = session(path).run(None, {"image": images})
-    assert abs(float(mask[0].sum(0).mean()) - 1.0) > 0.5
-    assert compare_arrays(torch_outputs[1], mask).max_abs > 0.1
+class ChannelSoftmaxHead(torch.nn.Module):
+    """A small stand-in with the mask head's ops: channel softmax, sums, unsqueeze, resize."""
+
+    def forward(self, x):
+        masks = torch.softmax(x, dim=1)
+        pooled = (x * masks).flatten(2).sum(-1) / (1 + masks.flatten(2).sum(-1))
+        pooled = pooled + pooled[:, :, None, None].mean((2, 3))
+        upsampled = torch.nn.functional.interpolate(masks, scale_factor=2.0, mode="bilinear",
+                                                    align_corners=True)
+        return masks, upsampled, pooled
 
 
-def test_fix_refuses_an_already_fixed_graph(tmp_path_factory, tmp_path):
-    result = run_script("Wseg", "fix_softmax_transpose.py", fixed_onnx(tmp_path_factory),
-                        tmp_path / "again.onnx", check=False)
+@pytest.fixture(scope="module")
+def small_graph(tmp_path_factory):
+    """(opset-11 export of ChannelSoftmaxHead, sample input, PyTorch outputs)."""
+    path = tmp_path_factory.mktemp("wseg_small") / "head.onnx"
+    x = torch.randn(2, 21, 6, 5, generator=torch.Generator().manual_seed(3)) * 3
+    from common.onnx_tools import export_onnx
+    export_onnx(ChannelSoftmaxHead(), [x], path, input_names=["x"],
+                output_names=["mask", "upsampled", "cls"], pack="Wseg")
+    with torch.no_grad():
+        expected = [t.numpy() for t in ChannelSoftmaxHead()(x)]
+    return path, x.numpy(), expected
+
+
+def test_small_graph_fix_keeps_onnx_runtime_correct_at_opset_13_only(small_graph, tmp_path):
+    path, x, expected = small_graph
+    source = onnx.load(str(path))
+    assert [n.op_type for n in source.graph.node].count("Transpose") == 2
+    for opset in (13, 11):
+        fixed, changes = fix_script.fix_for_atc(source, opset=opset)
+        assert not any(n.op_type == "Transpose" for n in fixed.graph.node) and changes
+        softmaxes = [n for n in fixed.graph.node if n.op_type == "Softmax"]
+        assert len(softmaxes) == 1 and softmaxes[0].attribute[0].i == 1
+        out_path = tmp_path / f"fixed{opset}.onnx"
+        onnx.save(fixed, str(out_path))
+        outputs = session(out_path).run(None, {"x": x})
+        mask = outputs[0]
+        tagged = "segzoo_atc_only" in read_metadata(fixed)
+        if opset == 13:
+            assert not tagged
+            for got, want in zip(outputs, expected):
+                assert np.allclose(got, want, atol=1e-5)
+        else:
+            # The spec's point: Softmax-11 over axis 1 of [B,21,H,W] normalises all 21*H*W values.
+            assert tagged
+            assert np.allclose(mask.sum(axis=(1, 2, 3)), 1.0, atol=1e-4)
+            assert np.abs(mask - expected[0]).max() > 0.1
+
+
+def test_fix_refuses_an_already_fixed_graph(small_graph, tmp_path):
+    once = tmp_path / "once.onnx"
+    fix_script.main(fix_script.parse_args([str(small_graph[0]), str(once)]))
+    result = run_script("Wseg", "fix_softmax_transpose.py", once, tmp_path / "again.onnx", check=False)
     assert result.returncode == 2
     lines = error_lines(result)
     assert len(lines) == 1 and "Transpose-Softmax-Transpose" in lines[0]
@@ -116,10 +155,21 @@ def test_opset_13_upgrade_refuses_an_unknown_op():
         fix_script.upgrade_to_opset13(onnx.helper.make_model(graph))
 
 
-def test_export_rejects_a_config_with_other_constants(tmp_path, tmp_path_factory):
+def test_export_rejects_a_config_with_other_constants(tmp_path):
     config = tmp_path / "voc_other.yaml"
     config.write_text("NET:\n  BACKBONE: resnet38\n  MODEL: ae\n  SG_PSI: 0.5\n", encoding="utf-8")
-    result = run_script("Wseg", "wseg_pth2onnx.py", config, demo_checkpoint(tmp_path_factory),
-                        tmp_path / "x.onnx", check=False)
-    assert result.returncode == 2
-    assert error_lines(result) == [f"error: {config}: NET.SG_PSI is 0.5; this network implements 0.3 only"]
+    args = export_script.parse_args([str(config), str(tmp_path / "unread.pth"), str(tmp_path / "x.onnx")])
+    with pytest.raises(UserError) as caught:
+        export_script.main(args)
+    assert str(caught.value) == f"{config}: NET.SG_PSI is 0.5; this network implements 0.3 only"
+
+
+def test_export_reads_the_pad_size_of_the_upstream_config(tmp_path):
+    config = tmp_path / "voc_resnet38.yaml"
+    config.write_text("NET:\n  BACKBONE: \"resnet38\"\n  MODEL: \"ae\"\n  SG_PSI: 0.3\n"
+                      "TEST:\n  PAD_SIZE: [1024, 1024]\n", encoding="utf-8")
+    args = export_script.parse_args([str(config), "m.pth", "o.onnx"])
+    assert export_script.input_size_from(args, export_script.read_config(config)) == 1024
+    args = export_script.parse_args(["m.pth", "o.onnx", "--input-size", "60"])
+    with pytest.raises(UserError, match="multiple of 8"):
+        export_script.input_size_from(args, None)

@@ -1,0 +1,232 @@
+"""Guide step "精度验证" 1: output bins -> raw and CRF class-index PNG masks.
+
+    python3 wseg_postprocess.py DATA VAL_LIST RESULT_DIR OUT_DIR [--crf auto|on|off]
+
+RESULT_DIR holds, per image id and variant k = 0..7, `<id>_<k>_0.bin` (cls, float32 [20]) and
+`<id>_<k>_1.bin` (mask, float32 [21,PAD,PAD], or [21,PAD/4,PAD/4] from a --lean-mask export:
+the size of the file tells, and the missing align_corners=True upsample is done here).
+As upstream's multi-scale merge: classes kept where max_k sigmoid(cls_k) > 0.1; each mask is
+cropped to its unpadded area, resized bilinearly (align_corners=False) to the image size,
+flipped back when k is odd and zeroed for dropped classes; the 8 maps are averaged and the
+background channel raised to the power 3. Writes OUT_DIR/<id>.png (argmax) and, through the
+dense CRF (pydensecrf2; Gaussian sxy 3 compat 3, bilateral sxy 80 srgb 13 compat 10, 10
+iterations), OUT_DIR/crf/<id>.png. The pads come from the preprocess metadata file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import model
+from common.binio import read_bin
+from common.cli import UserError, script_entry
+from common.fsio import atomic_path, write_json_atomic
+from common.parallel import map_with_progress
+from common.results import input_folder_of, match_outputs
+from common.voc_lists import ListedSample, check_exist, read_sample_list
+
+META_NAME = "wseg_preprocess_meta.json"  # written by wseg_preprocess.py
+NUM_CLASSES = model.NUM_CLASSES
+NUM_VARIANTS = 8
+FP_CUT_SCORE = 0.1  # TEST.FP_CUT_SCORE: class kept when its best sigmoid score exceeds this
+BG_POW = 3  # TEST.BG_POW
+CRF_ITERATIONS = 10
+CRF_GAUSSIAN = {"sxy": 3, "compat": 3}
+CRF_BILATERAL = {"sxy": 80, "srgb": 13, "compat": 10}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("data", type=Path, help="data root holding voc/VOCdevkit/VOC2012")
+    parser.add_argument("val_list", type=Path, help="val_voc.txt or a plain id list")
+    parser.add_argument("result_dir", type=Path, help="inference output folder")
+    parser.add_argument("out_dir", type=Path, help="folder for <id>.png and crf/<id>.png")
+    parser.add_argument("--meta", type=Path, default=None,
+                        help=f"the preprocess's {META_NAME} (default: found through the "
+                             "inference summary, or in RESULT_DIR's parent)")
+    parser.add_argument("--crf", choices=("auto", "on", "off"), default="auto",
+                        help="auto: run the CRF when pydensecrf is importable, else say why not "
+                             "and write the raw masks only; on: fail without it; off: skip")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="process the images whose 8 outputs are all present")
+    return parser.parse_args(argv)
+
+
+# ---- inputs -------------------------------------------------------------------------------
+
+def find_meta(args: argparse.Namespace) -> Path:
+    if args.meta is not None:
+        if not args.meta.is_file():
+            raise UserError(f"{args.meta}: metadata file not found")
+        return args.meta
+    inputs = input_folder_of(args.result_dir)
+    candidates = ([inputs / META_NAME] if inputs else []) + [args.result_dir.parent / META_NAME]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"{args.result_dir}: no {META_NAME} found through the inference summary; "
+                    f"pass --meta <preprocess OUT_DIR>/{META_NAME}")
+
+
+def load_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        int(meta["pad_size"])
+        meta["images"].items()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"{path}: not a {META_NAME} file") from None
+    return meta
+
+
+def crf_backend(mode: str):
+    """The pydensecrf modules, or None with the reason printed once (mode auto)."""
+    if mode == "off":
+        return None
+    try:
+        import pydensecrf.densecrf as densecrf
+        from pydensecrf.utils import unary_from_softmax
+    except ImportError as err:
+        if mode == "on":
+            raise UserError(f"--crf on: pydensecrf is not importable ({err}); "
+                            "pip install pydensecrf2 (builds from source, needs g++)") from None
+        print(f"CRF skipped: pydensecrf is not importable ({err}); install it with "
+              "`pip install pydensecrf2` (builds from source, needs g++). Raw masks are written.")
+        return None
+    return densecrf, unary_from_softmax
+
+
+def mask_side(path: Path, pad_size: int) -> int:
+    """Full (PAD) or lean (PAD/4) mask output, told apart by the file size."""
+    size = path.stat().st_size
+    for side in (pad_size, model.lean_mask_size(pad_size)):
+        if size == NUM_CLASSES * side * side * 4:
+            return side
+    lean = model.lean_mask_size(pad_size)
+    raise UserError(f"{path}: {size} bytes, expected float32 [21,{pad_size},{pad_size}] or, from a "
+                    f"--lean-mask export, [21,{lean},{lean}] (pad size {pad_size} from the metadata)")
+
+
+# ---- merge ----------------------------------------------------------------------------------
+
+def present_classes(class_scores: np.ndarray) -> np.ndarray:
+    """0/1 float vector of the 20 classes: best sigmoid over the 8 variants > FP_CUT_SCORE."""
+    best = torch.sigmoid(torch.from_numpy(class_scores)).amax(0)
+    return (best > FP_CUT_SCORE).float()
+
+
+def variant_to_image(mask: torch.Tensor, pads: list[int], flip: bool, image_hw: tuple[int, int],
+                     pad_size: int) -> torch.Tensor:
+    """One variant's [21,S,S] mask -> [21,H,W] on the original image, un-flipped."""
+    if mask.shape[-1] != pad_size:  # lean output: the model's own final upsample, done here
+        mask = model.upsample_mask(mask[None], (pad_size, pad_size))[0]
+    pad_top, pad_left, height, width = pads
+    cropped = mask[:, pad_top:pad_top + height, pad_left:pad_left + width]
+    resized = F.interpolate(cropped[None], size=image_hw, mode="bilinear", align_corners=False)[0]
+    return torch.flip(resized, (-1,)) if flip else resized
+
+
+def merge_variants(masks: list[torch.Tensor], labels: torch.Tensor, variants: list[dict],
+                   image_hw: tuple[int, int], pad_size: int) -> np.ndarray:
+    """Mean of the 8 re-aligned masks with absent classes zeroed, background ** BG_POW."""
+    total = None
+    for mask, variant in zip(masks, variants):
+        aligned = variant_to_image(mask, variant["pads"], variant["flip"], image_hw, pad_size)
+        aligned[1:] *= labels[:, None, None]
+        total = aligned if total is None else total + aligned
+    merged = total.numpy() / len(masks)
+    merged[0] = np.power(merged[0], BG_POW)
+    return merged
+
+
+def dense_crf(rgb: np.ndarray, probabilities: np.ndarray, backend) -> np.ndarray:
+    densecrf, unary_from_softmax = backend
+    height, width = rgb.shape[:2]
+    crf = densecrf.DenseCRF2D(width, height, NUM_CLASSES)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probabilities)))
+    crf.addPairwiseGaussian(**CRF_GAUSSIAN)
+    # pydensecrf needs a writable buffer; np.asarray of a PIL image is read-only.
+    crf.addPairwiseBilateral(rgbim=np.array(rgb, dtype=np.uint8, order="C"), **CRF_BILATERAL)
+    refined = np.array(crf.inference(CRF_ITERATIONS)).reshape(NUM_CLASSES, height, width)
+    return refined.argmax(0).astype(np.uint8)
+
+
+def write_png(path: Path, class_map: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray(class_map.astype(np.uint8), mode="L").save(tmp, format="PNG")
+
+
+# ---- per image ------------------------------------------------------------------------------
+
+def read_outputs(result_dir: Path, image_id: str, pad_size: int) -> tuple[np.ndarray, list[torch.Tensor]]:
+    scores, masks = [], []
+    for k in range(NUM_VARIANTS):
+        scores.append(read_bin(result_dir / f"{image_id}_{k}_0.bin", (NUM_CLASSES - 1,)))
+        mask_path = result_dir / f"{image_id}_{k}_1.bin"
+        side = mask_side(mask_path, pad_size)
+        mask = read_bin(mask_path, (NUM_CLASSES, side, side))
+        if not np.isfinite(mask).all():
+            raise UserError(f"{mask_path}: output holds NaN or Inf values")
+        masks.append(torch.from_numpy(mask.copy()))
+    return np.stack(scores), masks
+
+
+def postprocess_one(sample: ListedSample, result_dir: Path, out_dir: Path, meta: dict,
+                    crf_mode: str) -> dict:
+    geometry = meta["images"].get(sample.image_id)
+    if geometry is None:
+        raise UserError(f"{sample.image_id}: not in the preprocess metadata (other list?)")
+    with Image.open(sample.image_path) as opened:
+        rgb = np.asarray(opened.convert("RGB"))
+    image_hw = tuple(geometry["original_hw"])
+    if rgb.shape[:2] != image_hw:
+        raise UserError(f"{sample.image_path}: image is {rgb.shape[:2]}, the preprocess saw {image_hw}")
+    pad_size = int(meta["pad_size"])
+    scores, masks = read_outputs(result_dir, sample.image_id, pad_size)
+    labels = present_classes(scores)
+    merged = merge_variants(masks, labels, geometry["variants"], image_hw, pad_size)
+    write_png(out_dir / f"{sample.image_id}.png", merged.argmax(0))
+    backend = crf_backend(crf_mode) if crf_mode != "off" else None
+    if backend is not None:
+        write_png(out_dir / "crf" / f"{sample.image_id}.png", dense_crf(rgb, merged, backend))
+    return {"id": sample.image_id, "classes": [int(c) + 1 for c in np.flatnonzero(labels.numpy())],
+            "crf": backend is not None}
+
+
+def main(args: argparse.Namespace) -> int:
+    samples = read_sample_list(args.data, args.val_list)
+    check_exist(samples, labels=False)
+    meta = load_meta(find_meta(args))
+    stems = [f"{s.image_id}_{k}" for s in samples for k in range(NUM_VARIANTS)]
+    complete, _ = match_outputs(args.result_dir, stems, num_outputs=2,
+                                allow_missing=args.allow_missing)
+    complete = set(complete)
+    ready = [s for s in samples if all(f"{s.image_id}_{k}" in complete for k in range(NUM_VARIANTS))]
+    if not ready:
+        raise UserError(f"{args.result_dir}: no image has all {NUM_VARIANTS} outputs")
+    crf_mode = "off" if crf_backend(args.crf) is None else "on"
+    work = partial(postprocess_one, result_dir=args.result_dir, out_dir=args.out_dir, meta=meta,
+                   crf_mode=crf_mode)
+    records = list(map_with_progress(work, ready, args.workers, desc="Postprocess"))
+    summary = {"images": len(records), "images_left_out": len(samples) - len(records),
+               "crf": crf_mode == "on", "result_dir": str(args.result_dir),
+               "raw_masks": str(args.out_dir),
+               "crf_masks": str(args.out_dir / "crf") if crf_mode == "on" else None,
+               "per_image": records}
+    write_json_atomic(args.out_dir / "postprocess_summary.json", summary)
+    where = f"{args.out_dir} and {args.out_dir / 'crf'}" if crf_mode == "on" else f"{args.out_dir} (no CRF)"
+    print(f"wrote masks of {len(records)} images to {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)

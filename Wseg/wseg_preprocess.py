@@ -1,0 +1,118 @@
+"""Guide step "数据预处理": VOC images -> 8 network inputs per image, `<id>_<k>.bin`.
+
+    python3 wseg_preprocess.py DATA VAL_LIST OUT_DIR [--pad-size 1024] [--workers N]
+
+DATA holds `voc/VOCdevkit/VOC2012` (the guide's `./data`); VAL_LIST is upstream's
+`val_voc.txt` (image and label paths relative to DATA) or a plain id list such as VOC's
+`ImageSets/Segmentation/val.txt`. As upstream's multi-scale test loader: for k = 0..7,
+scale = (1, 0.5, 1.5, 2.0)[k // 2], horizontal flip when k is odd; PIL bicubic resize to
+(round(W*s), round(H*s)) with Python's half-to-even rounding; ImageNet normalisation computed
+in float64; centred zero pad to PAD x PAD (floor half on top/left), pad pixels exactly 0.
+Each bin is float32 [3,PAD,PAD]. The pads and sizes the postprocess needs go to
+OUT_DIR/wseg_preprocess_meta.json.
+"""
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common.binio import write_bin
+from common.cli import UserError, script_entry
+from common.fsio import write_json_atomic
+from common.parallel import map_with_progress
+from common.voc_lists import ListedSample, check_exist, read_sample_list
+
+SCALES = (1.0, 0.5, 1.5, 2.0)  # TEST.SCALES of voc_resnet38.yaml
+VARIANTS = tuple((scale, flip) for scale in SCALES for flip in (False, True))  # k = 0..7
+MEAN_RGB = (0.485, 0.456, 0.406)
+STD_RGB = (0.229, 0.224, 0.225)
+DEFAULT_PAD_SIZE = 1024  # TEST.PAD_SIZE
+META_NAME = "wseg_preprocess_meta.json"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("data", type=Path, help="data root holding voc/VOCdevkit/VOC2012")
+    parser.add_argument("val_list", type=Path, help="val_voc.txt or a plain id list")
+    parser.add_argument("out_dir", type=Path, help="folder for the <id>_<k>.bin files")
+    parser.add_argument("--pad-size", type=int, default=DEFAULT_PAD_SIZE,
+                        help="square network input side (the export's --input-size); default 1024")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    args = parser.parse_args(argv)
+    if args.pad_size < 8 or args.pad_size % 8:
+        parser.error("--pad-size must be a positive multiple of 8")
+    return args
+
+
+def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """(w, h) as upstream computes it: Python round, i.e. exact halves go to the even side."""
+    return int(round(width * scale)), int(round(height * scale))
+
+
+def centred_pads(height: int, width: int, pad_size: int) -> tuple[int, int]:
+    """(top, left): the floor half of the free space goes on top / left."""
+    return (pad_size - height) // 2, (pad_size - width) // 2
+
+
+def normalise(rgb: np.ndarray) -> np.ndarray:
+    """HWC uint8 -> CHW float32, (v/255 - mean)/std evaluated in float64 as upstream."""
+    values = rgb.astype(np.float64) / 255.0
+    normalised = (values - np.asarray(MEAN_RGB)) / np.asarray(STD_RGB)
+    return normalised.astype(np.float32).transpose(2, 0, 1)
+
+
+def make_variant(image: Image.Image, scale: float, flip: bool, pad_size: int,
+                 source: Path) -> tuple[np.ndarray, list[int]]:
+    """One network input [3,PAD,PAD] and its pads [pad_t, pad_l, h, w] (upstream order)."""
+    width, height = scaled_size(*image.size, scale)
+    if width > pad_size or height > pad_size:
+        raise UserError(f"{source}: {image.size[0]}x{image.size[1]} at scale {scale} is "
+                        f"{width}x{height}, larger than --pad-size {pad_size}")
+    # PIL's bicubic resize antialiases when it shrinks; torch/cv2 bicubic would differ.
+    resized = image.resize((width, height), resample=Image.BICUBIC)
+    if flip:
+        resized = resized.transpose(Image.FLIP_LEFT_RIGHT)
+    pad_top, pad_left = centred_pads(height, width, pad_size)
+    canvas = np.zeros((3, pad_size, pad_size), dtype=np.float32)
+    canvas[:, pad_top:pad_top + height, pad_left:pad_left + width] = normalise(np.asarray(resized))
+    return canvas, [pad_top, pad_left, height, width]
+
+
+def preprocess_one(sample: ListedSample, out_dir: Path, pad_size: int) -> tuple[str, dict]:
+    try:
+        with Image.open(sample.image_path) as opened:
+            image = opened.convert("RGB")
+    except OSError as err:
+        raise UserError(f"{sample.image_path}: unreadable image ({err})") from None
+    variants = []
+    for k, (scale, flip) in enumerate(VARIANTS):
+        array, pads = make_variant(image, scale, flip, pad_size, sample.image_path)
+        write_bin(out_dir / f"{sample.image_id}_{k}.bin", array)
+        variants.append({"k": k, "scale": scale, "flip": flip, "pads": pads})
+    return sample.image_id, {"original_hw": [image.size[1], image.size[0]], "variants": variants}
+
+
+def main(args: argparse.Namespace) -> int:
+    samples = read_sample_list(args.data, args.val_list)
+    check_exist(samples, labels=False)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    work = partial(preprocess_one, out_dir=args.out_dir, pad_size=args.pad_size)
+    images = dict(map_with_progress(work, samples, args.workers, desc="Preprocess"))
+    meta = {"pad_size": args.pad_size, "scales": list(SCALES), "flip": True,
+            "mean_rgb": list(MEAN_RGB), "std_rgb": list(STD_RGB),
+            "bin": {"dtype": "float32", "shape": [3, args.pad_size, args.pad_size]},
+            "images": images}
+    write_json_atomic(args.out_dir / META_NAME, meta)
+    print(f"wrote {len(images) * len(VARIANTS)} bins for {len(images)} images to {args.out_dir} "
+          f"and {META_NAME}")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)
