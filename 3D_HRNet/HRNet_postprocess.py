@@ -1,0 +1,181 @@
+"""Guide step "精度验证" (accuracy): output bins -> per-class IoU and mIoU on Cityscapes val.
+
+`python3 HRNet_postprocess.py --res_path results/bs1 --data_path data/cityscapes/gtFine/val/
+--save_path ./result_bs1.json`. As the ModelZoo script and upstream `testval` (spec 3D_HRNet.md
+section 7): each output (19, H/4, W/4) is upsampled to the label size (bilinear,
+align_corners=True, on the logits), argmax'd, and one dataset-wide 19x19 confusion matrix is
+accumulated against the label's trainIds (255 ignored). IoU = tp / max(1, union); mIoU = the
+plain mean over the 19 classes (an absent class counts 0). The JSON keeps the guide's keys
+(`title`, `value.Iou_array`, `value.mean_Iou`) for the OCR output (`_1.bin`); the aux output
+(`_0.bin`) is scored too when present.
+
+Outputs are paired with labels by name (`<city>_<seq>_<frame>`), never by sorted position;
+both this project's bin names (`..._leftImg8bit_1.bin`) and the ModelZoo ones
+(`..._gtFine_labelIds_1.bin`) are read. A label without its prediction, or a prediction without
+a label, stops the run naming it (`--allow_missing` scores the images that have outputs).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common.binio import list_bins, read_bin
+from common.cli import UserError, script_entry
+from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name,
+                             list_cityscapes_labels, read_cityscapes_train_ids)
+from common.fsio import write_json_atomic
+from common.metrics import ConfusionMatrix
+from common.parallel import map_with_progress
+
+NUM_CLASSES = len(CITYSCAPES_CLASSES)
+OCR_OUTPUT_INDEX = 1  # ais_bench `_1.bin` = output2 = the OCR head (the old benchmark tool wrote `_2`)
+AUX_OUTPUT_INDEX = 0
+JSON_TITLE = "overall statistical evaluation"
+SHOW_FIRST = 3
+_OUTPUT_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)$")
+
+
+def output_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
+    # two stride-2 3x3 convs with padding 1 in the stem: ceil(ceil(x / 2) / 2)
+    return tuple(-(-(-(-int(side) // 2)) // 2) for side in input_hw)
+
+
+def upsample_argmax(logits_chw: np.ndarray, label_hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear, align_corners=True (as the network's own upsamples), then argmax: HW uint8."""
+    with torch.no_grad():
+        upsampled = F.interpolate(torch.from_numpy(logits_chw)[None], size=tuple(label_hw),
+                                  mode="bilinear", align_corners=True)
+        return upsampled[0].argmax(0).to(torch.uint8).numpy()
+
+
+def index_outputs(res_path: Path) -> dict[str, dict[int, Path]]:
+    """{base name: {output index: path}} for every `<stem>_<k>.bin` in the result folder."""
+    outputs: dict[str, dict[int, Path]] = {}
+    for path in list_bins(res_path):
+        match = _OUTPUT_NAME.match(path.name.split(".", 1)[0])
+        if match is None:
+            raise UserError(f"{path}: not an output file name (<input stem>_<output index>.bin)")
+        base = cityscapes_base_name(match["stem"])
+        index = int(match["index"])
+        previous = outputs.setdefault(base, {}).get(index)
+        if previous is not None:
+            raise UserError(f"{path}: a second output {index} for {base} (also {previous.name})")
+        outputs[base][index] = path
+    return outputs
+
+
+def pair_outputs_with_labels(outputs: dict[str, dict[int, Path]], labels: dict[str, Path], index: int,
+                             allow_missing: bool) -> tuple[list[str], list[str]]:
+    """Names having both a label and output `index`; errors name the first unmatched file."""
+    extra = sorted(name for name in outputs if name not in labels)
+    if extra:
+        first = next(iter(outputs[extra[0]].values()))
+        raise UserError(f"{first}: no label {extra[0]}_gtFine_labelIds.png for this output "
+                        f"({len(extra)} output name(s) without a label): wrong --data_path?")
+    matched = [name for name in labels if index in outputs.get(name, {})]
+    missing = [name for name in labels if name not in matched]
+    if missing and not allow_missing:
+        raise UserError(f"{labels[missing[0]]}: no prediction (output {index}) for this label "
+                        f"({len(missing)} of {len(labels)} labels have none, first: "
+                        f"{', '.join(missing[:SHOW_FIRST])}); pass --allow_missing to score the rest")
+    if not matched:
+        raise UserError(f"no label has its output {index}: nothing to score")
+    return matched, missing
+
+
+def score_one(name: str, labels: dict[str, Path], outputs: dict[str, dict[int, Path]],
+              indices: tuple[int, ...]) -> list[np.ndarray]:
+    """One confusion matrix per output index for one image."""
+    train_ids = read_cityscapes_train_ids(labels[name])
+    logits_hw = output_hw(train_ids.shape)
+    matrices = []
+    for index in indices:
+        path = outputs[name][index]
+        logits = read_bin(path, (NUM_CLASSES, *logits_hw), np.float32)
+        if not np.isfinite(logits).all():
+            raise UserError(f"{path}: output holds NaN or Inf values")
+        matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
+        matrix.update(train_ids, upsample_argmax(logits, train_ids.shape))
+        matrices.append(matrix.matrix)
+    return matrices
+
+
+def guide_iou(matrix: ConfusionMatrix) -> tuple[list[float], float]:
+    """The guide's numbers: IoU = tp / max(1, union) per class, mean over all 19."""
+    iou = np.nan_to_num(matrix.iou_per_class(), nan=0.0)
+    return [float(v) for v in iou], float(iou.mean())
+
+
+def metrics_entry(matrix: ConfusionMatrix) -> dict:
+    iou_array, mean_iou = guide_iou(matrix)
+    return {"Iou_array": iou_array, "mean_Iou": mean_iou,
+            "mean_Iou_present_classes": matrix.mean_iou(present_only=True),
+            "pixel_accuracy": matrix.pixel_accuracy(),
+            "per_class_iou": dict(zip(CITYSCAPES_CLASSES, iou_array)),
+            "present_classes": [name for name, v in zip(CITYSCAPES_CLASSES, matrix.iou_per_class())
+                                if not np.isnan(v)]}
+
+
+def format_table(ocr: ConfusionMatrix, aux: ConfusionMatrix | None) -> str:
+    width = max(len(name) for name in CITYSCAPES_CLASSES)
+    ocr_iou, ocr_mean = guide_iou(ocr)
+    aux_iou, aux_mean = guide_iou(aux) if aux is not None else ([None] * NUM_CLASSES, None)
+    lines = [f"{'class':<{width}}  IoU (OCR)" + ("  IoU (aux)" if aux is not None else "")]
+    for name, main_value, aux_value in zip(CITYSCAPES_CLASSES, ocr_iou, aux_iou):
+        lines.append(f"{name:<{width}}  {main_value:9.4f}" + (f"  {aux_value:9.4f}" if aux is not None else ""))
+    lines.append(f"{'mIoU':<{width}}  {ocr_mean:9.4f}" + (f"  {aux_mean:9.4f}" if aux is not None else "")
+                 + f"   ({ocr.images} images, 19-class mean as the guide)")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--res_path", required=True, help="inference output folder (results/bs1)")
+    parser.add_argument("--data_path", required=True, help="label folder, e.g. data/cityscapes/gtFine/val/")
+    parser.add_argument("--save_path", default="./result.json", help="metric JSON to write")
+    parser.add_argument("--output_index", type=int, default=OCR_OUTPUT_INDEX,
+                        help="suffix of the OCR output files (1 for ais_bench / common.infer; 2 for the "
+                             "old benchmark tool)")
+    parser.add_argument("--aux_index", type=int, default=AUX_OUTPUT_INDEX,
+                        help="suffix of the aux output files, scored when present (-1: do not score)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
+    parser.add_argument("--allow_missing", action="store_true", help="score only the labels that have outputs")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    res_path = Path(args.res_path)
+    labels = list_cityscapes_labels(args.data_path)
+    outputs = index_outputs(res_path)
+    names, missing = pair_outputs_with_labels(outputs, labels, args.output_index, args.allow_missing)
+    score_aux = args.aux_index >= 0 and all(args.aux_index in outputs[name] for name in names)
+    indices = (args.output_index, args.aux_index) if score_aux else (args.output_index,)
+
+    matrices = [ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE) for _ in indices]
+    work = partial(score_one, labels=labels, outputs=outputs, indices=indices)
+    for per_image in map_with_progress(work, names, args.workers, desc="Postprocess"):
+        for matrix, image_matrix in zip(matrices, per_image):
+            matrix.matrix += image_matrix
+            matrix.images += 1
+
+    ocr = matrices[0]
+    aux = matrices[1] if score_aux else None
+    main_entry = metrics_entry(ocr)
+    result = {"title": JSON_TITLE, "value": {"Iou_array": main_entry["Iou_array"], "mean_Iou": main_entry["mean_Iou"]},
+              "classes": list(CITYSCAPES_CLASSES), "images": ocr.images, "images_left_out": missing,
+              "res_path": str(res_path), "ocr_head": main_entry,
+              "aux_head": metrics_entry(aux) if aux is not None else None}
+    print(format_table(ocr, aux))
+    write_json_atomic(args.save_path, result)
+    print(f"mean_Iou: {main_entry['mean_Iou']:.6f}  (written to {args.save_path})")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)

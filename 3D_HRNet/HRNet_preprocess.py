@@ -1,0 +1,99 @@
+"""Guide step "数据预处理" (preprocess): Cityscapes val images -> float32 input bins.
+
+`python3 HRNet_preprocess.py --src_path=./data --save_path=./prep_dataset`, where `./data`
+holds `cityscapes/`. As upstream `Cityscapes.__getitem__` on the test path (spec
+3D_HRNet.md section 3): OpenCV BGR decode, no resize, crop or pad; float32, BGR -> RGB, / 255,
+minus the ImageNet mean, divided by the std, HWC -> CHW. One bin per image,
+`<city>_<seq>_<frame>_leftImg8bit.bin` (named after the image; the ModelZoo script named them
+after the label, `..._gtFine_labelIds.bin`: the postprocess reads both), and
+`preprocess_meta.json` beside the bins listing each bin's image, label and size.
+"""
+from __future__ import annotations
+
+import argparse
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common.binio import write_bin
+from common.cli import UserError, script_entry
+from common.datasets import CityscapesFine, CityscapesSample, read_image_bgr
+from common.fsio import write_json_atomic
+from common.parallel import map_with_progress
+
+# ImageNet statistics of upstream `BaseDataset` (RGB order). Kept as Python floats on purpose:
+# upstream subtracts/divides with lists, so numpy computes each step in float64 and rounds
+# back into the float32 array; doing the same reproduces its bins bit for bit.
+MEAN_RGB = [0.485, 0.456, 0.406]
+STD_RGB = [0.229, 0.224, 0.225]
+META_NAME = "preprocess_meta.json"
+BIN_SUFFIX = "_leftImg8bit"
+
+
+def normalise_bgr(bgr: np.ndarray) -> np.ndarray:
+    """HWC uint8 BGR -> CHW float32 normalised RGB (upstream `input_transform` + transpose)."""
+    image = bgr.astype(np.float32)[:, :, ::-1]
+    image = image / 255.0
+    image -= MEAN_RGB
+    image /= STD_RGB
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+
+
+def bin_name(sample: CityscapesSample) -> str:
+    return f"{sample.name}{BIN_SUFFIX}.bin"
+
+
+def _process_one(sample: CityscapesSample, save_dir: Path, resume: bool) -> tuple[str, dict]:
+    out_path = save_dir / bin_name(sample)
+    entry = {"image": str(sample.image_path), "label": str(sample.label_path)}
+    bgr = read_image_bgr(sample.image_path)
+    entry["size_hw"] = list(bgr.shape[:2])
+    if not (resume and out_path.is_file()):
+        write_bin(out_path, normalise_bgr(bgr), np.float32)
+    return out_path.stem, entry
+
+
+def check_one_size(samples: list[CityscapesSample]) -> list[int]:
+    """The exported model takes one fixed H x W: every image must have the same size.
+    Checked from the PNG headers before any bin is written."""
+    sizes_hw = []
+    for sample in samples:
+        try:
+            with Image.open(sample.image_path) as image:
+                sizes_hw.append([image.height, image.width])
+        except OSError as err:
+            raise UserError(f"{sample.image_path}: unreadable image ({err})") from None
+        if sizes_hw[-1] != sizes_hw[0]:
+            raise UserError(f"{sample.image_path}: size {sizes_hw[-1]} differs from {samples[0].image_path.name} "
+                            f"{sizes_hw[0]}; the model input has one fixed size")
+    return sizes_hw[0]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--src_path", default="./data", help="folder holding cityscapes/ (or cityscapes/ itself)")
+    parser.add_argument("--save_path", default="./prep_dataset", help="where the bins go")
+    parser.add_argument("--split", default="val", help="leftImg8bit/<split> (the guide scores val)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
+    parser.add_argument("--resume", action="store_true", help="keep bins that already exist")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    # Labels are not needed to make bins, but a missing one would only surface at scoring time.
+    dataset = CityscapesFine(args.src_path, args.split, require_labels=args.split != "test")
+    save_dir = Path(args.save_path)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    size_hw = check_one_size(dataset.samples)
+    work = partial(_process_one, save_dir=save_dir, resume=args.resume)
+    images = dict(map_with_progress(work, dataset.samples, args.workers, desc="Preprocess"))
+    write_json_atomic(save_dir / META_NAME, {"dataset": "cityscapes", "split": args.split,
+                                             "input_hw": size_hw, "images": images})
+    print(f"{len(images)} bins of shape (3, {size_hw[0]}, {size_hw[1]}) float32 in {save_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)
