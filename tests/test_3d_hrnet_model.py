@@ -121,3 +121,10 @@ def test_object_attention_scales_by_inverse_sqrt_key_channels():
         attention = torch.softmax(query @ key / math.sqrt(4), dim=-1)
         expected = block.f_up((attention @ value).T.reshape(1, 4, 2, 3))
     torch.testing.assert_close(out, expected)
+
+
+def test_another_models_checkpoint_is_named_in_one_line(tmp_path):
+    state = {name: torch.zeros(1) for name in manifest_shapes("RefineNet")}
+    save_torch_checkpoint(tmp_path / "refinenet.pth", state)
+    with pytest.raises(UserError, match="this is a RefineNet checkpoint"):
+        model.load_pretrained(tmp_path / "refinenet.pth")

@@ -8,7 +8,6 @@ import shutil
 import numpy as np
 import onnx
 import pytest
-import torch
 from PIL import Image
 
 from common.binio import read_bin
