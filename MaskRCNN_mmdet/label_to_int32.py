@@ -7,17 +7,21 @@ guide's argument-less call. The labels output is found by structure, not by node
 ModelZoo script edits a node called `Cast_622`, a name that depends on the exporter
 version): it is the only graph output of element type int64. If a Cast to int64 produces it
 and nothing else reads that Cast, the Cast's target type becomes int32; otherwise a Cast to
-int32 is appended in front of the output. Values are unchanged (labels are -1..79).
+int32 is appended in front of the output. Values are unchanged (labels are -1..79). The
+model options in the ONNX metadata get `labels_int32: true`, so the PyTorch reference run
+(common.torch_infer) rebuilds a module with the same output types.
 """
 from __future__ import annotations
 
 import argparse
+import json
 
 import onnx
 from onnx import TensorProto, helper
 
 from common.cli import UserError, script_entry
-from common.onnx_tools import consumers, get_attribute, load_onnx, producers, save_onnx, set_attribute
+from common.onnx_tools import (META_OPTIONS, consumers, get_attribute, load_onnx, producers, read_metadata,
+                               save_onnx, set_attribute, set_metadata)
 
 DEFAULT_ONNX = "maskrcnn_r50_fpn_1x.onnx"
 
@@ -49,6 +53,9 @@ def labels_to_int32(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
                                            name=f"{output.name}_to_int32"))
         change = f"added Cast '{output.name}_to_int32' in front of output '{output.name}': int64 -> int32"
     output.type.tensor_type.elem_type = TensorProto.INT32
+    options = json.loads(read_metadata(model).get(META_OPTIONS, "{}"))
+    options["labels_int32"] = True
+    set_metadata(model, {META_OPTIONS: json.dumps(options)})
     return model, change
 
 

@@ -270,13 +270,14 @@ def class_offset_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch
 class MaskRCNN(nn.Module):
     """Backbone + neck + RPN + RoI heads; forward = the exported single-image inference."""
 
-    def __init__(self, input_hw: tuple[int, int] | None = None):
+    def __init__(self, input_hw: tuple[int, int] | None = None, labels_int32: bool = False):
         super().__init__()
         self.backbone = ResNet50()
         self.neck = FPN()
         self.rpn_head = RPNHead()
         self.roi_head = StandardRoIHead()
         self.input_hw = tuple(input_hw) if input_hw else None
+        self.labels_int32 = bool(labels_int32)
         self._base_anchors = [base_anchors(s) for s in ANCHOR_STRIDES]
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -289,6 +290,8 @@ class MaskRCNN(nn.Module):
         # supplies the padding rows' masks (zeroed in pad_detections).
         masks = self.segment(feats[:len(ROI_STRIDES)], torch.cat([boxes, boxes.new_zeros(1, 4)]))
         dets, labels, masks = pad_detections(boxes, scores, labels, masks, MAX_PER_IMG)
+        if self.labels_int32:  # the graph after label_to_int32.py (the Ascend variant)
+            labels = labels.to(torch.int32)
         # Leading batch axis of 1: runners split outputs per sample along axis 0 (ais_bench
         # contract), so each image's files hold exactly the guide's [100,5], [100], [100,80,28,28].
         return dets[None], labels[None], masks[None]
@@ -364,23 +367,24 @@ def check_input_shape(image: torch.Tensor, input_hw: tuple[int, int] | None) -> 
 
 # ---- building and loading --------------------------------------------------------------------
 
-def build_model(input_hw=None) -> MaskRCNN:
-    """`input_hw` (optional) pins the input size the exported graph was traced at."""
+def build_model(input_hw=None, labels_int32: bool = False) -> MaskRCNN:
+    """`input_hw` (optional) pins the input size the exported graph was traced at;
+    `labels_int32` mirrors a graph edited by label_to_int32.py (recorded in its metadata)."""
     if input_hw is not None:
         height, width = (int(v) for v in input_hw)
         if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
             raise UserError(f"input size must be positive multiples of {SIZE_DIVISOR}, got {height}x{width}")
         input_hw = (height, width)
-    return MaskRCNN(input_hw)
+    return MaskRCNN(input_hw, labels_int32)
 
 
-def load_pretrained(path: str | Path, input_hw=None) -> MaskRCNN:
+def load_pretrained(path: str | Path, input_hw=None, labels_int32: bool = False) -> MaskRCNN:
     """Strict load of an mmcv-runner checkpoint (`state_dict` under the top level, `meta` ignored).
 
     Only BatchNorm's `num_batches_tracked` may be absent (files saved by old torch); any
     other missing, extra or wrongly shaped key is a UserError naming it.
     """
-    model = build_model(input_hw)
+    model = build_model(input_hw, labels_int32)
     load_checkpoint_into(model, path, sub_keys=("state_dict",), strip_prefixes=("module.",),
                          tolerated_missing_suffixes=("num_batches_tracked",))
     return model.eval()

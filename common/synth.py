@@ -265,9 +265,9 @@ def _image_objects(rng: np.random.Generator, image: np.ndarray, image_id: int, f
         colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         if kind == "polygon":
             polygon = _random_polygon(rng, height, width)
-            mask = np.zeros((height, width), np.uint8)
-            cv2.fillPoly(mask, [np.round(polygon).astype(np.int32)], 1)
             segmentation = [[round(float(v), 2) for v in polygon.reshape(-1)]]
+            # pycocotools' own rasterisation, so image, area and evaluation all agree
+            mask = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width)))
             crowd = 0
         else:
             mask = _random_ellipse_mask(rng, height, width)

@@ -1,0 +1,210 @@
+"""MaskRCNN_mmdet preprocess geometry and postprocess scoring, checked without running the model.
+
+The postprocess test writes output bins that encode the ground truth (boxes mapped into the
+canvas with the preprocess geometry, masks cropped to 28x28): boxes must come back onto the
+ground truth (bbox AP 1), crowd regions must be ignored rather than counted as false
+positives, and an image without annotations and an all-padding output must be handled.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as mask_utils
+
+from common.binio import write_bin
+from common.cli import UserError
+from common.datasets import COCO_CATEGORY_TO_LABEL, CocoInstances, coco_category_id_to_label, coco_label_to_category_id
+from common.geometry import Letterbox
+from common.packs import load_pack_module
+from common.synth import write_synthetic_coco
+
+preprocess = load_pack_module("MaskRCNN_mmdet", "mmdet_preprocess")
+postprocess = load_pack_module("MaskRCNN_mmdet", "mmdet_postprocess")
+get_info = load_pack_module("MaskRCNN_mmdet", "get_info")
+
+CANVAS_HW = (128, 160)
+
+
+# ---- dataset and preprocess facts ------------------------------------------------------------
+
+def test_coco_label_mapping_is_the_mmdet_order():
+    assert coco_label_to_category_id(0) == 1 and coco_label_to_category_id(11) == 13
+    assert coco_label_to_category_id(79) == 90 and coco_category_id_to_label(90) == 79
+    assert len(COCO_CATEGORY_TO_LABEL) == 80 and 12 not in COCO_CATEGORY_TO_LABEL
+    with pytest.raises(UserError):
+        coco_category_id_to_label(12)
+
+
+def test_synthetic_coco_has_polygons_rle_crowd_and_an_empty_image(tmp_path):
+    write_synthetic_coco(tmp_path, count=4, seed=1)
+    dataset = CocoInstances(tmp_path)
+    dataset.check_files()
+    anns = dataset.coco.dataset["annotations"]
+    assert any(isinstance(a["segmentation"], list) for a in anns)
+    assert any(isinstance(a["segmentation"], dict) and isinstance(a["segmentation"]["counts"], str) for a in anns)
+    assert any(a["iscrowd"] == 1 and isinstance(a["segmentation"]["counts"], list) for a in anns)
+    assert len(dataset.coco.getAnnIds(imgIds=[dataset.image_ids[-1]])) == 0
+    assert all(a["category_id"] in COCO_CATEGORY_TO_LABEL for a in anns)
+    for ann in anns:  # stored area/bbox agree with the decoded mask
+        mask = dataset.coco.annToMask(ann)
+        assert mask.sum() == pytest.approx(ann["area"])
+
+
+def test_fit_in_canvas_is_the_modelzoo_geometry():
+    # COCO 640x480 into 1216x1216: ratio 1.9 -> 1216x912, pad_top (1216-912)//2 = 152
+    box = preprocess.fit_in_canvas((480, 640), (1216, 1216))
+    assert box.resized_hw == (912, 1216) and (box.pad_top, box.pad_left) == (152, 0)
+    box = preprocess.fit_in_canvas((500, 333), (1216, 1216))  # floor(333 * 2.432) = 809
+    assert box.resized_hw == (1216, 809) and box.pad_left == (1216 - 809) // 2
+
+
+def test_preprocess_writes_normalised_centred_bins(tmp_path):
+    image_dir = tmp_path / "val2017"
+    image_dir.mkdir()
+    bgr = np.full((60, 100, 3), (10, 20, 30), np.uint8)  # B, G, R
+    cv2.imwrite(str(image_dir / "000000000042.png"), bgr)
+    preprocess.main(preprocess.parse_args(["--image_src_path", str(image_dir), "--bin_file_path",
+                                           str(tmp_path / "bins"), "--model_input_height", "128",
+                                           "--model_input_width", "160"]))
+    chw = np.fromfile(tmp_path / "bins" / "000000000042.bin", np.float32).reshape(3, 128, 160)
+    meta = json.loads((tmp_path / "bins" / "preprocess_meta.json").read_text())["images"]["000000000042"]
+    # ratio min(160/100, 128/60) = 1.6 -> 160x96, pad_top (128-96)//2 = 16
+    assert meta == {"original_hw": [60, 100], "resized_hw": [96, 160], "canvas_hw": [128, 160],
+                    "pad_top": 16, "pad_left": 0}
+    expected_rgb = (np.array([30, 20, 10]) - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375])
+    np.testing.assert_allclose(chw[:, 64, 80], expected_rgb, rtol=1e-5)
+    assert (chw[:, :16] == 0).all() and (chw[:, 112:] == 0).all() and (chw[:, 16:112] != 0).all()
+
+
+def test_preprocess_rejects_a_size_that_is_not_a_multiple_of_32(tmp_path):
+    with pytest.raises(UserError, match="multiples of 32"):
+        preprocess.main(preprocess.parse_args(["--image_src_path", str(tmp_path), "--model_input_height", "100"]))
+
+
+# ---- postprocess on outputs that encode the ground truth --------------------------------------
+
+def _canvas_box(box_xywh, geometry: Letterbox) -> np.ndarray:
+    x, y, w, h = box_xywh
+    sy = geometry.resized_hw[0] / geometry.original_hw[0]
+    sx = geometry.resized_hw[1] / geometry.original_hw[1]
+    return np.array([x * sx + geometry.pad_left, y * sy + geometry.pad_top,
+                     (x + w) * sx + geometry.pad_left, (y + h) * sy + geometry.pad_top], np.float32)
+
+
+def _mask_28(mask: np.ndarray, box_xywh) -> np.ndarray:
+    x, y, w, h = (int(round(v)) for v in box_xywh)
+    crop = mask[y:y + max(h, 1), x:x + max(w, 1)].astype(np.float32)
+    return cv2.resize(crop, (28, 28), interpolation=cv2.INTER_LINEAR)
+
+
+def _write_outputs(result_dir: Path, stem: str, rows: list[tuple], labels_dtype) -> None:
+    dets = np.zeros((100, 5), np.float32)
+    labels = np.full(100, -1, labels_dtype)
+    masks = np.zeros((100, 80, 28, 28), np.float32)
+    for i, (box, score, label, mask28) in enumerate(rows):
+        dets[i, :4], dets[i, 4], labels[i] = box, score, label
+        masks[i, label] = mask28
+    write_bin(result_dir / f"{stem}_0.bin", dets)
+    write_bin(result_dir / f"{stem}_1.bin", labels)
+    write_bin(result_dir / f"{stem}_2.bin", masks)
+
+
+@pytest.fixture(scope="module")
+def coco_case(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coco_oracle")
+    write_synthetic_coco(root / "coco", count=4, seed=5)
+    preprocess.main(preprocess.parse_args(["--image_src_path", str(root / "coco" / "val2017"),
+                                           "--bin_file_path", str(root / "bins"),
+                                           "--model_input_height", str(CANVAS_HW[0]),
+                                           "--model_input_width", str(CANVAS_HW[1])]))
+    get_info.main(get_info.parse_args(["jpg", str(root / "coco" / "val2017"), str(root / "val2017_jpg.info")]))
+    return root
+
+
+def _postprocess_args(root: Path, result_dir: Path, det_dir: Path, *extra) -> list[str]:
+    return ["--bin_data_path", str(result_dir), "--test_annotation", str(root / "val2017_jpg.info"),
+            "--val2017_json_path", str(root / "coco" / "annotations" / "instances_val2017.json"),
+            "--det_results_path", str(det_dir), "--net_out_num", "3",
+            "--net_input_height", str(CANVAS_HW[0]), "--net_input_width", str(CANVAS_HW[1]),
+            "--meta", str(root / "bins" / "preprocess_meta.json"), *extra]
+
+
+def test_ground_truth_outputs_score_ap_one_and_crowd_is_ignored(coco_case, tmp_path):
+    root = coco_case
+    dataset = CocoInstances(root / "coco")
+    meta = json.loads((root / "bins" / "preprocess_meta.json").read_text())["images"]
+    result_dir = tmp_path / "result"
+    crowd_rows = 0
+    for index, image_id in enumerate(dataset.image_ids):
+        stem = Path(dataset.coco.imgs[image_id]["file_name"]).stem
+        geometry = Letterbox.from_dict(meta[stem])
+        rows = []
+        for ann in dataset.coco.imgToAnns[image_id]:
+            mask = dataset.coco.annToMask(ann)
+            label = COCO_CATEGORY_TO_LABEL[ann["category_id"]]
+            # a crowd region gets the highest score: counted as a false positive it would cost AP
+            score = 0.95 if ann["iscrowd"] else 0.9 - 0.01 * len(rows)
+            crowd_rows += ann["iscrowd"]
+            rows.append((_canvas_box(ann["bbox"], geometry), score, label, _mask_28(mask, ann["bbox"])))
+        if not rows:  # the image without annotations: one low-score false positive
+            rows.append((np.array([10, 10, 40, 40], np.float32), 0.01, 0, np.ones((28, 28), np.float32)))
+        rows.sort(key=lambda row: -row[1])
+        _write_outputs(result_dir, stem, rows, np.int32 if index % 2 else np.int64)
+    assert crowd_rows > 0
+    det_dir = tmp_path / "det"
+    postprocess.main(postprocess.parse_args(_postprocess_args(root, result_dir, det_dir, "--ifShowDetObj")))
+    report = json.loads((det_dir / "metrics.json").read_text())
+    assert report["bbox"]["AP"] == pytest.approx(1.0, abs=1e-6)
+    assert report["segm"]["AP50"] == pytest.approx(1.0, abs=1e-6)
+    assert report["segm"]["AP"] > 0.5
+    assert report["mmdet"]["bbox_mAP"] == 1.0 and report["images"] == 4
+    bbox_results = json.loads((det_dir / "detections_bbox.json").read_text())
+    assert len(bbox_results) == len(dataset.coco.dataset["annotations"]) + 1
+    for result in bbox_results:  # every box back on a ground-truth box of its image and category
+        if result["score"] < 0.05:
+            continue
+        candidates = dataset.coco.loadAnns(dataset.coco.getAnnIds(imgIds=[result["image_id"]],
+                                                                  catIds=[result["category_id"]]))
+        assert min(np.abs(np.array(a["bbox"]) - result["bbox"]).max() for a in candidates) < 1e-3
+    assert len(list((det_dir / "show").glob("*.jpg"))) == 4
+    assert len(list(det_dir.glob("*.txt"))) == 4
+
+
+def test_all_padding_outputs_give_zero_ap_not_an_error(coco_case, tmp_path):
+    root = coco_case
+    result_dir = tmp_path / "result"
+    for stem in json.loads((root / "bins" / "preprocess_meta.json").read_text())["images"]:
+        _write_outputs(result_dir, stem, [], np.int32)
+    det_dir = tmp_path / "det"
+    postprocess.main(postprocess.parse_args(_postprocess_args(root, result_dir, det_dir)))
+    report = json.loads((det_dir / "metrics.json").read_text())
+    assert report["detections"] == 0
+    assert report["bbox"]["AP"] == 0.0 and report["segm"]["AP"] == 0.0
+
+
+def test_missing_outputs_and_wrong_input_size_are_user_errors(coco_case, tmp_path):
+    root = coco_case
+    result_dir = tmp_path / "result"
+    stems = list(json.loads((root / "bins" / "preprocess_meta.json").read_text())["images"])
+    for stem in stems[1:]:
+        _write_outputs(result_dir, stem, [], np.int32)
+    with pytest.raises(UserError, match="outputs missing for 1 of 4"):
+        postprocess.main(postprocess.parse_args(_postprocess_args(root, result_dir, tmp_path / "det")))
+    args = _postprocess_args(root, result_dir, tmp_path / "det", "--allow-missing")
+    args[args.index("--net_input_height") + 1] = "256"
+    with pytest.raises(UserError, match="bins were made for 128x160"):
+        postprocess.main(postprocess.parse_args(args))
+
+
+def test_paste_mask_follows_pixel_centres():
+    # A box exactly covering pixels 10..29 x 20..39 with a full map: every pixel centre inside
+    # samples 1 (bilinear at the border pixels still >= 0.5), everything outside stays 0.
+    mask = postprocess.paste_mask(np.ones((28, 28), np.float32), np.array([10, 20, 30, 40.0]), (60, 50))
+    expected = np.zeros((60, 50), bool)
+    expected[20:40, 10:30] = True
+    assert np.array_equal(mask, expected)
+    assert not postprocess.paste_mask(np.ones((28, 28), np.float32), np.array([5, 5, 5, 9.0]), (20, 20)).any()
