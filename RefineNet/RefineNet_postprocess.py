@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from common.metrics import ConfusionMatrix
 from common.parallel import map_with_progress
 from common.report import report_segmentation
 from common.results import input_folder_of, match_outputs, output_file
+from common.validate import image_sizes, output_file_parent
 
 NUM_CLASSES = len(VOC_CLASSES)
 META_NAME = "preprocess_meta.json"
@@ -53,7 +55,7 @@ def output_hw(size: int) -> int:
 
 def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometry: dict, size: int) -> np.ndarray:
     label = read_palette_label(dataset.label_path(image_id))
-    box = Letterbox.from_dict(geometry[image_id]) if image_id in geometry else letterbox(label.shape, size)
+    box = geometry[image_id] if image_id in geometry else letterbox(label.shape, size)
     path = output_file(result_dir, image_id)
     logits = read_bin(path, (NUM_CLASSES, output_hw(size), output_hw(size)), np.float32)
     if not np.isfinite(logits).all():
@@ -68,13 +70,33 @@ def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometr
 
 
 def load_geometry(meta_path: Path | None) -> tuple[dict, int | None]:
+    """{image id: Letterbox} and the input size from the preprocess metadata, checked whole."""
     if meta_path is None or not meta_path.is_file():
         return {}, None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        return meta["images"], int(meta["size"])
-    except (ValueError, KeyError, TypeError):
+        size = meta["size"]
+        records = meta["images"].items()
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         raise UserError(f"{meta_path}: not a preprocess metadata file") from None
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise UserError(f"{meta_path}: 'size' is {size!r:.40}, expected a positive integer")
+    geometry = {}
+    for image_id, record in records:
+        try:
+            box = Letterbox.from_dict(record)
+        except (KeyError, TypeError, ValueError):
+            box = None
+        if box is None or not _plausible(box):
+            raise UserError(f"{meta_path}: the geometry of '{image_id}' is not a letterbox record")
+        geometry[image_id] = box
+    return geometry, size
+
+
+def _plausible(box: Letterbox) -> bool:
+    pairs = (box.original_hw, box.resized_hw, box.canvas_hw)
+    return (all(len(pair) == 2 and all(type(v) is int and v > 0 for v in pair) for pair in pairs)
+            and box.pad_top >= 0 and box.pad_left >= 0)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -94,6 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     dataset = VOCSegmentation.from_parent(args.val_dir, args.split)
     dataset.check_files(labels=True)
+    image_sizes([dataset.label_path(i) for i in dataset.ids], kind="label", modes=("P", "L"))
     result_dir = Path(args.result_dir)
     inputs = input_folder_of(result_dir)
     meta_path = Path(args.meta) if args.meta else (inputs / META_NAME if inputs else None)
@@ -102,14 +125,18 @@ def main(args: argparse.Namespace) -> int:
     geometry, size = load_geometry(meta_path)
     size = size or args.size
     ids, missing = match_outputs(result_dir, dataset.ids, allow_missing=args.allow_missing)
+    save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
+    output_file_parent(save_path)
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
     work = partial(score_one, dataset=dataset, result_dir=result_dir, geometry=geometry, size=size)
     for image_matrix in map_with_progress(work, ids, args.workers, desc="Postprocess"):
         matrix.matrix += image_matrix
         matrix.images += 1
-    save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     report_segmentation(matrix, VOC_CLASSES, save_path,
                         {"images_left_out": len(missing), "result_dir": str(result_dir)})
+    if missing:
+        print(f"[WARNING] {len(missing)} of {len(dataset.ids)} images left out (no outputs, "
+              f"--allow-missing): first {', '.join(missing[:3])}", file=sys.stderr)
     print(f"miou: {matrix.mean_iou():.6f}")
     return 0
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.binio import write_bin
+from common.binio import expected_nbytes, write_bin
 from common.cli import script_entry
 from common.datasets import VOCSegmentation, read_image_rgb
-from common.fsio import write_json_atomic
+from common.fsio import remove_stale_temps, write_json_atomic
 from common.geometry import Letterbox, letterbox
 from common.parallel import map_with_progress
+from common.validate import image_sizes, output_folder
 
 MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -40,14 +41,23 @@ def preprocess_image(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]
     return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32), box
 
 
-def _process_one(image_id: str, dataset: VOCSegmentation, bin_dir: Path, size: int, resume: bool) -> tuple[str, dict]:
+def _process_one(job: tuple[str, tuple[int, int]], dataset: VOCSegmentation, bin_dir: Path, size: int,
+                 resume: bool) -> tuple[str, dict]:
+    image_id, original_hw = job  # (id, (height, width) from the image header)
     out_path = bin_dir / f"{image_id}.bin"
+    if resume and _finished_bin(out_path, size):
+        # A bin is renamed into place only once complete, so one of the right size is done;
+        # its geometry follows from the image size read from the header.
+        return image_id, letterbox(original_hw, size).to_dict()
     rgb = read_image_rgb(dataset.image_path(image_id))
-    if resume and out_path.is_file():
-        return image_id, letterbox(rgb.shape[:2], size).to_dict()
     chw, box = preprocess_image(rgb, size)
     write_bin(out_path, chw, np.float32)
     return image_id, box.to_dict()
+
+
+def _finished_bin(path: Path, size: int) -> bool:
+    # A bin of another size (an earlier run with another --size) is redone, never kept.
+    return path.is_file() and path.stat().st_size == expected_nbytes((3, size, size), np.float32)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,17 +67,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", default="val", help="ImageSets/Segmentation/<split>.txt")
     parser.add_argument("--size", type=int, default=500, help="model input height = width")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
-    parser.add_argument("--resume", action="store_true", help="keep bins that already exist")
-    return parser.parse_args(argv)
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished bins of the right size (after an interrupted run)")
+    args = parser.parse_args(argv)
+    if args.size < 8 or args.workers < 1:
+        parser.error("--size must be >= 8 and --workers >= 1")
+    return args
 
 
 def main(args: argparse.Namespace) -> int:
     dataset = VOCSegmentation(args.root_dir, args.split)
     dataset.check_files(labels=False)
-    bin_dir = Path(args.bin_dir)
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    # Every image header is read before the first bin is written: a broken file stops the
+    # run now, not an hour into it.
+    sizes_wh = image_sizes([dataset.image_path(i) for i in dataset.ids])
+    bin_dir = output_folder(args.bin_dir)
+    if args.resume:
+        remove_stale_temps(bin_dir)
     work = partial(_process_one, dataset=dataset, bin_dir=bin_dir, size=args.size, resume=args.resume)
-    geometry = dict(map_with_progress(work, dataset.ids, args.workers, desc="Preprocess"))
+    jobs = [(image_id, (h, w)) for image_id, (w, h) in zip(dataset.ids, sizes_wh)]
+    geometry = dict(map_with_progress(work, jobs, args.workers, desc="Preprocess"))
     write_json_atomic(bin_dir / META_NAME, {"size": args.size, "images": geometry})
     print(f"{len(geometry)} bins of shape (3, {args.size}, {args.size}) float32 in {bin_dir}")
     return 0

@@ -9,6 +9,7 @@ import torch
 import model
 from common.cli import script_entry
 from common.onnx_tools import export_onnx
+from common.validate import output_file_parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -19,10 +20,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="input height = width (500 in the guide; smaller for tests)")
     parser.add_argument("--static-batch", type=int, default=None,
                         help="fix the batch instead of a dynamic batch axis")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.size < 8 or (args.static_batch is not None and args.static_batch < 1):
+        parser.error("--size must be >= 8 and --static-batch >= 1")
+    return args
 
 
 def main(args: argparse.Namespace) -> int:
+    output_file_parent(args.output_file)  # before the slow load, not after it
     network = model.load_pretrained(args.input_file)
     dummy = torch.randn(args.static_batch or 1, 3, args.size, args.size)
     exported = export_onnx(network, [dummy], args.output_file, input_names=["input"],

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from common.checkpoint import load_checkpoint_into
+from common.checkpoint import load_container_into, read_checkpoint
 from common.demo_weights import random_state_dict, save_torch_checkpoint
 
 NUM_CLASSES = 21
@@ -141,9 +141,10 @@ def load_pretrained(path: str | Path, num_classes: int = NUM_CLASSES) -> RefineN
     Files saved by old torch may lack BatchNorm's `num_batches_tracked`: that buffer does not
     change inference, so only it may be missing.
     """
+    container = read_checkpoint(path)  # a bad or unsafe file fails before the network is built
     model = build_model(num_classes)
-    load_checkpoint_into(model, path, sub_keys=("model",), strip_prefixes=("module.",),
-                         tolerated_missing_suffixes=("num_batches_tracked",))
+    load_container_into(model, container, path, sub_keys=("model",), strip_prefixes=("module.",),
+                        tolerated_missing_suffixes=("num_batches_tracked",))
     return model.eval()
 
 

@@ -97,4 +97,6 @@ def parse_info(path: str | os.PathLike) -> list[tuple[int, str, int, int]]:
         if width <= 0 or height <= 0 or index < 0:
             raise UserError(f"{path}:{line_no}: index must be >= 0 and width, height > 0")
         rows.append((index, fields[1], width, height))
+    if not rows:  # e.g. cut to nothing by an interrupted writer: never a valid dataset list
+        raise UserError(f"{path}: no entries")
     return rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -59,6 +60,12 @@ def _import_optional(module_name: str):
         return None
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    def __init__(self, name: str):
+        super().__init__(f"refusing to load global '{name}'")
+        self.name = name
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Unpickler for detectron2-style `.pkl` weights: containers, numpy arrays, scalars only."""
 
@@ -67,7 +74,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return super().find_class(module, name)
         if module in ("numpy.dtypes",) and name.endswith("DType"):
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global '{module}.{name}'")
+        raise _RefusedGlobal(f"{module}.{name}")
 
 
 def read_checkpoint(path: str | Path) -> object:
@@ -82,14 +89,21 @@ def read_checkpoint(path: str | Path) -> object:
     return _read_pickle(path)
 
 
+# The first record of a legacy (pre-1.6, non-zip) torch.save file: protocol-2 pickle of the
+# integer 0x1950a86a20f9469cfc6c, torch's magic number.
+_LEGACY_TORCH_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
 def _is_torch_file(path: Path) -> bool:
-    # torch.save writes a zip archive since torch 1.6; older files are a pickle whose first
-    # record is torch's magic number, which a restricted pickle reader cannot parse.
+    # torch.save writes a zip archive since torch 1.6; older files start with torch's magic
+    # number, which a restricted pickle reader cannot follow (tensor data comes after the
+    # pickle). Decided by content, not by suffix: `.pth.tar` and `.pkl` names are both seen.
     if zipfile.is_zipfile(path):
         return True
     with open(path, "rb") as handle:
-        head = handle.read(16)
-    return head[:2] == b"\x80\x02" and b"\x8a\x0a" in head and not path.suffix == ".pkl"
+        head = handle.read(len(_LEGACY_TORCH_HEAD))
+    # A zip cut short has lost its central directory but still starts with a local header.
+    return head == _LEGACY_TORCH_HEAD or head.startswith(b"PK\x03\x04")
 
 
 def _read_torch(path: Path) -> object:
@@ -97,21 +111,34 @@ def _read_torch(path: Path) -> object:
         with torch.serialization.safe_globals(_torch_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
-        raise UserError(f"{path}: refused to load, the file references code that weights-only "
-                        f"loading does not allow ({first_line})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise UserError(f"{path}: not a readable torch checkpoint ({_one_line(err)})") from None
+        raise UserError(_torch_refusal(path, str(err))) from None
+    except Exception as err:  # noqa: BLE001  a cut or corrupted file fails in many ways
+        first_sentence = _one_line(err).split(". ")[0]
+        raise UserError(f"{path}: not a readable torch checkpoint ({first_sentence})") from None
+
+
+def _torch_refusal(path: Path, message: str) -> str:
+    # torch's weights-only error is a paragraph; the global it stopped at is the fact to show.
+    found = re.search(r"GLOBAL ([\w.]+)", message)
+    name = found.group(1) if found else None
+    if name is None or name.startswith("torch."):
+        # An allowed module's name cut short, or no global at all: a damaged file, not a threat.
+        detail = f"it names unknown {name}" if name else _one_line(message)
+        return f"{path}: not a readable torch checkpoint (cut short or corrupted: {detail})"
+    return (f"{path}: refused to load: unpickling it would call {name} (code, not weights); "
+            "only plain weight containers are read")
 
 
 def _read_pickle(path: Path) -> object:
     try:
         with open(path, "rb") as handle:
             return _RestrictedUnpickler(handle, encoding="latin1").load()
-    except pickle.UnpicklingError as err:
-        raise UserError(f"{path}: refused to load ({_one_line(err)})") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise UserError(f"{path}: not a readable pickle checkpoint ({_one_line(err)})") from None
+    except _RefusedGlobal as err:
+        raise UserError(f"{path}: refused to load: unpickling it would call {err.name} (code, not "
+                        "weights); only plain weight containers are read") from None
+    except Exception as err:  # noqa: BLE001  a corrupted pickle raises almost any error type
+        raise UserError(f"{path}: not a readable checkpoint: neither a torch file nor a weights "
+                        f"pickle ({type(err).__name__}: {_one_line(err)[:120]})") from None
 
 
 def _one_line(err: BaseException) -> str:
@@ -148,7 +175,7 @@ def _find_tensor_dict(container: object, path, sub_keys: tuple[str, ...]) -> Map
         return container
     wanted = " or ".join(repr(key) for key in sub_keys) or "a flat tensor dict"
     raise UserError(f"{path}: no weights found: expected {wanted}; top-level keys are "
-                    f"{sorted(map(str, container))[:REPORT_FIRST_N]}")
+                    f"{sorted(map(str, container))[:REPORT_FIRST_N]}{_nested_model_hint(container)}")
 
 
 def _is_array_like(value: object) -> bool:
@@ -197,6 +224,7 @@ def load_strict(model: torch.nn.Module, file_state: Mapping[str, torch.Tensor], 
     model_state = model.state_dict()
     report = mismatch_report(model_state, file_state, tolerated_missing_suffixes)
     if any(report.values()):
+        _raise_if_other_model(model, model_state, file_state, report, path)
         raise UserError(f"{path}: checkpoint does not match {type(model).__name__}: "
                         f"{format_report(report)}")
     merged = dict(model_state)
@@ -209,7 +237,79 @@ def load_checkpoint_into(model: torch.nn.Module, path: str | Path, *, sub_keys: 
                          tolerated_missing_suffixes: Iterable[str] = ()) -> torch.nn.Module:
     """read_checkpoint + extract_state_dict + load_strict, the usual path of a pack."""
     container = read_checkpoint(path)
+    return load_container_into(model, container, path, sub_keys=sub_keys, strip_prefixes=strip_prefixes,
+                               drop_keys=drop_keys, tolerated_missing_suffixes=tolerated_missing_suffixes)
+
+
+def load_container_into(model: torch.nn.Module, container: object, path: str | Path, *,
+                        sub_keys: Iterable[str] = (), strip_prefixes: Iterable[str] = ("module.",),
+                        drop_keys: Iterable[str] = (),
+                        tolerated_missing_suffixes: Iterable[str] = ()) -> torch.nn.Module:
+    """extract_state_dict + load_strict on a container already read with read_checkpoint.
+
+    Lets a pack read (and refuse) the file before it spends seconds building a big network.
+    """
     file_state = extract_state_dict(container, path, sub_keys=sub_keys,
                                     strip_prefixes=strip_prefixes, drop_keys=drop_keys)
     load_strict(model, file_state, path, tolerated_missing_suffixes)
     return model
+
+
+# ---- naming the model a foreign checkpoint belongs to ------------------------------------
+#
+# Giving one pack another pack's checkpoint is a common slip; a list of hundreds of missing
+# and unexpected keys hides it. The key manifests (common/manifests) say which published
+# checkpoint a set of tensor names comes from.
+
+IDENTIFY_MIN_OVERLAP = 0.9  # share of a manifest's names a file must hold to be called that model
+_WRAPPER_PREFIXES = ("module.", "model.")
+
+
+def identify_model(keys: Iterable[str]) -> str | None:
+    """The segzoo model whose published checkpoint has (nearly) these tensor names, or None."""
+    from common.demo_weights import MODEL_NAMES, manifest_shapes
+
+    names = _without_wrapper_prefixes(set(map(str, keys)))
+    best, best_overlap = None, IDENTIFY_MIN_OVERLAP
+    for model_name in MODEL_NAMES:
+        try:
+            manifest = set(manifest_shapes(model_name))
+        except (OSError, ValueError, KeyError):
+            continue
+        if not manifest:
+            continue
+        overlap = len(names & manifest) / len(manifest)
+        if overlap >= best_overlap:
+            best, best_overlap = model_name, overlap
+    return best
+
+
+def _without_wrapper_prefixes(names: set[str]) -> set[str]:
+    # Training wrappers add `module.` (DataParallel) or `model.` (HRNet's FullModel).
+    for prefix in _WRAPPER_PREFIXES:
+        wrapped = {n for n in names if n.startswith(prefix)}
+        if wrapped and len(wrapped) >= len(names) / 2:
+            names = {n[len(prefix):] for n in wrapped} | (names - wrapped)
+    return names
+
+
+def _raise_if_other_model(model: torch.nn.Module, model_state: Mapping, file_state: Mapping,
+                          report: Mapping[str, list[str]], path) -> None:
+    """One short line when the file is recognisably another model's checkpoint."""
+    other = identify_model(file_state)
+    own = identify_model(model_state)
+    if other is None or other == own:
+        return
+    found = sum(1 for name in model_state if name in file_state)
+    expected = own or type(model).__name__
+    raise UserError(f"{path}: this is a {other} checkpoint (by its tensor names), not a {expected} one: "
+                    f"only {found} of {len(model_state)} {type(model).__name__} tensors found by name")
+
+
+def _nested_model_hint(container: Mapping) -> str:
+    for key, value in container.items():
+        if isinstance(value, Mapping) and value and all(_is_array_like(v) for v in value.values()):
+            other = identify_model(value)
+            if other:
+                return f"; the tensors under {str(key)!r} are those of a {other} checkpoint"
+    return ""

@@ -9,6 +9,15 @@ from common.cli import script_entry
 from common.report import summary_markdown, write_summary
 
 
+def read_row(path: Path) -> dict | None:
+    """A pack's summary row, or None when the file is cut short or not a row."""
+    try:
+        row = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", help="the results folder of run_all.sh")
@@ -21,15 +30,19 @@ def main(args: argparse.Namespace) -> int:
     rows = []
     for pack in args.packs:
         row_path = results / pack / "summary_row.json"
-        if row_path.is_file():
-            rows.append(json.loads(row_path.read_text(encoding="utf-8")))
+        row = read_row(row_path) if row_path.is_file() else None
+        if row is not None:
+            row.setdefault("pack", pack)
+            rows.append(row)
+        elif row_path.is_file():
+            rows.append({"pack": pack, "status": f"unreadable {row_path}"})
         else:
             log = results / f"{pack}.log"
             rows.append({"pack": pack, "status": "failed, see " + str(log) if log.is_file() else "not run"})
     write_summary(rows, results / "summary.json", results / "summary.md")
     print("\nSummary (demo weights on synthetic data unless real paths were given):")
     print(summary_markdown(rows), end="")
-    failed = [r["pack"] for r in rows if r.get("status") != "ok"]
+    failed = [str(r["pack"]) for r in rows if r.get("status") != "ok"]
     if failed:
         print(f"packs without a result: {', '.join(failed)}")
     print(f"written: {results / 'summary.json'}, {results / 'summary.md'}")

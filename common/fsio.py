@@ -8,9 +8,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+# The names atomic_path gives its temporary files: `.<final name>.<random>.tmp<suffix>`.
+# The leading dot hides them from list_bins and from `*` globs, so a half-written file left
+# by a killed run is never read as a result.
+TEMP_NAME = re.compile(r"^\..+\.tmp(\.[^./]*)?$")
 
 
 @contextlib.contextmanager
@@ -25,6 +39,9 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.name}.", suffix=f".tmp{suffix}",
                                     dir=final_path.parent)
     os.close(fd)
+    # mkstemp creates the file 0600; give it the mode a plain open() would (0666 minus umask)
+    # so results stay readable by the colleagues the user shares them with.
+    os.chmod(tmp_name, 0o666 & ~_UMASK)
     tmp_path = Path(tmp_name)
     try:
         yield tmp_path
@@ -55,3 +72,25 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of an atomic_path temporary file (finished files never match)."""
+    return bool(TEMP_NAME.match(name))
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete temporary files a killed run left in `folder` (top level); return how many.
+
+    Only for a folder this run owns (`--resume`): another run writing into the same folder at
+    the same time would lose its temporary file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.iterdir():
+        if path.is_file() and is_temp_name(path.name):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from common.binio import bin_stem, expected_nbytes, list_bins
 from common.cli import UserError, script_entry
-from common.fsio import atomic_path, write_json_atomic
+from common.fsio import atomic_path, remove_stale_temps, write_json_atomic
 
 INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")
 
@@ -87,6 +87,7 @@ class OnnxRuntimeBackend:
         except Exception as err:  # ORT raises its own Fail/InvalidGraph types
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UserError(f"{model_path}: ONNX Runtime cannot load the model ({first})") from None
+        self.model_path = Path(model_path)
         self.providers = self.session.get_providers()
 
     def input_specs(self) -> list[TensorSpec]:
@@ -138,7 +139,7 @@ def _samples_from_folders(folders: list[Path], specs: Sequence[TensorSpec]) -> l
 def _samples_from_files(files: list[Path], specs: Sequence[TensorSpec]) -> list[list[Path]]:
     for path in files:
         if not path.is_file():
-            raise UserError(f"{path}: input file not found")
+            raise UserError(f"{path}: input folder or file not found")
     if len(files) % len(specs):
         raise UserError(f"--input lists {len(files)} files, not a multiple of the model's "
                         f"{len(specs)} inputs")
@@ -146,7 +147,7 @@ def _samples_from_files(files: list[Path], specs: Sequence[TensorSpec]) -> list[
     return [[files[k * group + i] for k in range(len(specs))] for i in range(group)]
 
 
-def check_sample_sizes(samples: list[list[Path]], specs: Sequence[TensorSpec]) -> None:
+def check_sample_sizes(samples: list[list[Path]], specs: Sequence[TensorSpec], model_name: str = "") -> None:
     """Every file must hold exactly one sample of its input: checked before any inference."""
     for index, spec in enumerate(specs):
         want = expected_nbytes(spec.sample_shape(), spec.dtype)
@@ -156,8 +157,22 @@ def check_sample_sizes(samples: list[list[Path]], specs: Sequence[TensorSpec]) -
                 continue  # checked when loaded: the header carries shape and dtype
             size = path.stat().st_size
             if size != want:
-                raise UserError(f"{path}: {size} bytes, expected {want} for input '{spec.name}' "
-                                f"({spec.dtype.name} {spec.sample_shape()})")
+                model = f" of {model_name}" if model_name else ""
+                raise UserError(f"{path}: {size} bytes, expected {want} for input '{spec.name}'{model} "
+                                f"({spec.dtype.name} {spec.sample_shape()}){_size_hint(size, spec)}")
+
+
+def _size_hint(size: int, spec: TensorSpec) -> str:
+    """Say what the file would fit: the usual cause is bins made for another input size."""
+    shape, itemsize = spec.sample_shape(), spec.dtype.itemsize
+    if size == 0:
+        return ": the file is empty"
+    if len(shape) == 3 and size % (itemsize * shape[0]) == 0:
+        side = math.isqrt(size // (itemsize * shape[0]))
+        if side * side * itemsize * shape[0] == size:
+            return (f": the file fits {spec.dtype.name} {(shape[0], side, side)}, so the model input "
+                    "shape does not match the bins (preprocess --size and export --size must agree)")
+    return ": the model input shape does not match the bins (wrong size, dtype or a cut file)"
 
 
 def load_sample(path: Path, spec: TensorSpec) -> np.ndarray:
@@ -215,10 +230,18 @@ def run_inference(backend: Backend, input_arg: str, output: str | Path, output_d
     outfmt = outfmt.upper()
     specs = backend.input_specs()
     samples = collect_samples(input_arg, specs)
-    check_sample_sizes(samples, specs)
+    model_path = getattr(backend, "model_path", None)
+    check_sample_sizes(samples, specs, Path(model_path).name if model_path else "")
     batch = batch_size_for(specs, batchsize)
     result_dir = Path(output) / (output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
-    result_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        result_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where a folder should be, no permission
+        raise UserError(f"{result_dir}: cannot create the result folder ({err.strerror})") from None
+    if resume:
+        # A killed run may have left hidden half-written files; nothing reads them, but they
+        # would pile up over restarts.
+        remove_stale_temps(result_dir)
 
     times_ms: list[float] = []
     files_info: dict[str, dict] = {}

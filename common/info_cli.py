@@ -11,7 +11,7 @@ from pathlib import Path
 
 from common.binio import list_bins, write_info
 from common.cli import UserError
-from common.datasets import read_image_rgb
+from common.validate import image_sizes, output_file_parent
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
 
@@ -27,14 +27,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
+    output_file_parent(args.info_name)
     if args.file_type == "bin":
-        if not args.width or not args.height:
-            raise UserError("bin mode needs WIDTH and HEIGHT after the info file name")
+        if not args.width or not args.height or args.width < 0 or args.height < 0:
+            raise UserError("bin mode needs positive WIDTH and HEIGHT after the info file name")
         paths = list_bins(args.file_path)
         sizes = [(args.width, args.height)] * len(paths)
     else:
         paths = list_bins(args.file_path, IMAGE_SUFFIXES)
-        sizes = [read_image_rgb(p).shape[1::-1] for p in paths]
+        sizes = image_sizes(paths)  # from the headers: the same (width, height), no decoding
     write_info(args.info_name, [str(p) for p in paths], sizes)
     print(f"{len(paths)} entries written to {Path(args.info_name)}")
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.binio import list_bins
 from common.cli import UserError, script_entry
 from common.fsio import write_json_atomic
 from common.parity import Difference, compare_arrays, merge
@@ -19,12 +20,25 @@ from common.report import summary_markdown
 
 
 def read_json(path: Path) -> dict:
+    """A JSON object from a file; anything else (absent, cut, a list) is a one-line error."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        values = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: not found (did the step before it run?)") from None
-    except ValueError:
-        raise UserError(f"{path}: not valid JSON") from None
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise UserError(f"{path}: not valid JSON (cut short by an interrupted run?)") from None
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a JSON object, found {type(values).__name__}")
+    return values
+
+
+def lookup_number(values: dict, dotted_key: str, path: Path) -> float:
+    value = lookup(values, dotted_key, path)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{path}: '{dotted_key}' is {value!r:.40}, not a number")
+    return float(value)
 
 
 def lookup(values: dict, dotted_key: str, path: Path):
@@ -38,14 +52,30 @@ def lookup(values: dict, dotted_key: str, path: Path):
 def compare_output_folders(reference: Path, candidate: Path, dtypes: list[str]) -> Difference:
     """Compare `<stem>_<k>.bin` pairs; output k is read with dtypes[k] (last one repeats)."""
     differences = []
-    for ref_path in sorted(reference.glob("*.bin")):
+    # list_bins, not Path.glob: pathlib's `*` also matches the hidden temporary files that a
+    # killed run leaves behind.
+    for ref_path in list_bins(reference):
         cand_path = candidate / ref_path.name
         if not cand_path.is_file():
             raise UserError(f"{cand_path}: missing, the PyTorch run has it")
-        index = int(ref_path.stem.rsplit("_", 1)[1])
+        index = output_index(ref_path)
         dtype = np.dtype(dtypes[min(index, len(dtypes) - 1)])
-        differences.append(compare_arrays(np.fromfile(ref_path, dtype), np.fromfile(cand_path, dtype)))
+        ref, cand = np.fromfile(ref_path, dtype), np.fromfile(cand_path, dtype)
+        if ref.shape != cand.shape:
+            raise UserError(f"{cand_path}: {cand_path.stat().st_size} bytes, the PyTorch output has "
+                            f"{ref_path.stat().st_size}")
+        differences.append(compare_arrays(ref, cand))
+    if not differences:
+        raise UserError(f"{reference}: no output bins to compare")
     return merge(differences)
+
+
+def output_index(path: Path) -> int:
+    """k of `<stem>_<k>.bin`; any other name does not belong in a result folder."""
+    tail = path.stem.rsplit("_", 1)[-1]
+    if "_" not in path.stem or not tail.isdigit():
+        raise UserError(f"{path}: not an output name (<stem>_<k>.bin)")
+    return int(tail)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -63,8 +93,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     work = Path(args.work)
     metric_paths = {name: work / f"metric_{name}.json" for name in ("pytorch", args.backend)}
-    values = {name: float(lookup(read_json(p), args.key, p)) for name, p in metric_paths.items()}
-    summaries = {name: read_json(work / "result" / f"{name}_summary.json") for name in ("pytorch", args.backend)}
+    values = {name: lookup_number(read_json(p), args.key, p) for name, p in metric_paths.items()}
+    summary_paths = {name: work / "result" / f"{name}_summary.json" for name in ("pytorch", args.backend)}
+    summaries = {name: read_json(p) for name, p in summary_paths.items()}
+    for name, summary in summaries.items():
+        lookup_number(summary, "samples", summary_paths[name])
+        lookup_number(summary, "throughput", summary_paths[name])
     parity = compare_output_folders(work / "result" / "pytorch", work / "result" / args.backend,
                                     args.output_dtypes.split(","))
     row = {

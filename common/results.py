@@ -45,15 +45,23 @@ def match_outputs(result_dir: str | Path, stems: Sequence[str], num_outputs: int
 
 
 def input_folder_of(result_dir: str | Path) -> Path | None:
-    """The input bin folder recorded in the run's `<result_dir>_summary.json`, if any."""
+    """The input bin folder recorded in the run's `<result_dir>_summary.json`, if any.
+
+    Only a hint (the postprocess finds the preprocess metadata through it): a missing,
+    truncated or foreign summary gives None, never an exception.
+    """
     import json
     summary = Path(str(Path(result_dir)).rstrip("/") + "_summary.json")
     try:
         files_info = json.loads(summary.read_text(encoding="utf-8"))["filesinfo"]
         first = next(iter(files_info.values()))
-        return Path(first["infiles"][0]).parent
-    except (OSError, ValueError, KeyError, StopIteration, IndexError, TypeError):
+        infile = first["infiles"][0]
+    except (OSError, ValueError, KeyError, StopIteration, IndexError, TypeError, AttributeError,
+            RecursionError):
         return None
+    if not isinstance(infile, str) or not infile.strip() or "\0" in infile:
+        return None
+    return Path(infile).parent
 
 
 __all__ = ["match_outputs", "output_file", "input_folder_of", "bin_stem"]

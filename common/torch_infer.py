@@ -41,6 +41,7 @@ class TorchBackend:
         self._inputs = [_spec_from_value_info(v) for v in _graph_inputs(graph_model)]
         self._outputs = [o.name for o in graph_model.graph.output]
         self.pack = pack
+        self.model_path = Path(onnx_path)
 
     def input_specs(self) -> list[TensorSpec]:
         return self._inputs

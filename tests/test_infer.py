@@ -133,7 +133,8 @@ def test_cli_truncated_bin_is_one_line_and_exit_2(tmp_path, tiny_dynamic):
                         f"{tmp_path}/a,{tmp_path}/b", "--output", tmp_path / "o", check=False)
     assert result.returncode == 2
     assert error_lines(result) == [f"error: {tmp_path}/a/c1.bin: 8 bytes, expected 240 for input 'a' "
-                                   "(float32 (3, 4, 5))"]
+                                   "of tiny.onnx (float32 (3, 4, 5)): the model input shape does not "
+                                   "match the bins (wrong size, dtype or a cut file)"]
 
 
 def test_om_without_ais_bench_is_a_clear_error(tmp_path):
