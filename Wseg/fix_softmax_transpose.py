@@ -146,13 +146,13 @@ def upgrade_to_opset13(model: onnx.ModelProto, single_axis_outputs: set[str] = f
     would silently change meaning and is refused.
     """
     graph = model.graph
-    changes = []
+    moved = []
     taken = {init.name for init in graph.initializer}
     for node in graph.node:
         if node.domain not in DEFAULT_DOMAINS:
             continue
         if node.op_type in AXES_BECAME_INPUT:
-            changes.extend(_axes_attribute_to_input(graph, node, taken))
+            moved.extend(_axes_attribute_to_input(graph, node, taken))
         elif node.op_type == "Softmax":
             if node.output[0] not in single_axis_outputs:
                 _check_softmax_over_last_axis(graph, node)
@@ -163,6 +163,9 @@ def upgrade_to_opset13(model: onnx.ModelProto, single_axis_outputs: set[str] = f
         if entry.domain in DEFAULT_DOMAINS:
             entry.version = 13
     model.ir_version = max(model.ir_version, 7)  # opset 13 needs IR version 7
+    counts = {op: moved.count(op) for op in sorted(set(moved))}
+    changes = [f"axes attribute moved to an input in {len(moved)} nodes ("
+               + ", ".join(f"{op} x{n}" for op, n in counts.items()) + ")"] if moved else []
     return model, changes
 
 
@@ -182,7 +185,7 @@ def _axes_attribute_to_input(graph: onnx.GraphProto, node: onnx.NodeProto,
     del node.attribute[:]
     node.attribute.extend(kept)
     node.input.append(name)
-    return [f"{node.op_type} '{node.name}': axes {list(axes)} moved to input '{name}'"]
+    return [node.op_type]
 
 
 def _check_softmax_over_last_axis(graph: onnx.GraphProto, node: onnx.NodeProto) -> None:
