@@ -101,7 +101,8 @@ def test_miou_is_equal_across_backends_and_output_kinds(pipeline):
     reference = results["torch_none"]["miou"]
     assert 0.0 <= reference <= 1.0
     for name in ("ort_none", "ort_uint8", "torch_uint8"):
-        assert results[name]["miou"] == pytest.approx(reference, abs=1e-3), name
+        # Equal unless a pixel's two best logits are within float drift (see the class-map test).
+        assert results[name]["miou"] == pytest.approx(reference, abs=1e-4), name
     assert results["ort_uint8"]["output_kind"] == "uint8"
     assert results["ort_none"]["output_kind"] == "float32"
     assert results["torch_none"]["images"] == 3
@@ -136,6 +137,20 @@ def test_postprocess_reports_missing_outputs_in_one_line(pipeline, tmp_path):
     assert run.returncode == 2
     lines = error_lines(run)
     assert len(lines) == 1 and "missing for 1 of 3" in lines[0]
+
+
+def test_postprocess_writes_label_id_pngs_for_the_official_evaluator(pipeline, tmp_path):
+    import cv2
+    args = postprocess.parse_args([str(pipeline["data"]), str(pipeline["work"] / "result" / "ort_uint8"),
+                                   "--save_path", str(tmp_path / "m.json"), "--pred_dir", str(tmp_path / "pred")])
+    assert postprocess.main(args) == 0
+    pngs = sorted((tmp_path / "pred").glob("*_pred.png"))
+    assert len(pngs) == 3
+    first = pngs[0].name.replace("_pred.png", "_leftImg8bit_0.bin")
+    train_ids = np.fromfile(pipeline["work"] / "result" / "ort_uint8" / first, np.uint8).reshape(INPUT_HW)
+    label_ids = cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(postprocess.train_id_to_label_id_lut()[train_ids], label_ids)
+    assert set(np.unique(label_ids)) <= {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33}
 
 
 def test_preprocess_reports_a_folder_without_images(tmp_path):
