@@ -32,6 +32,7 @@ from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_b
 from common.fsio import write_json_atomic
 from common.metrics import ConfusionMatrix
 from common.parallel import map_with_progress
+from common.validate import output_file_parent
 
 NUM_CLASSES = len(CITYSCAPES_CLASSES)
 OCR_OUTPUT_INDEX = 1  # ais_bench `_1.bin` = output2 = the OCR head (the old benchmark tool wrote `_2`)
@@ -151,6 +152,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     res_path = Path(args.res_path)
+    output_file_parent(args.save_path)  # a bad --save_path fails now, not after scoring
     labels = list_cityscapes_labels(args.data_path)
     outputs = index_outputs(res_path)
     names, missing = pair_outputs_with_labels(outputs, labels, args.output_index, args.allow_missing)

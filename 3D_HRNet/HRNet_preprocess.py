@@ -15,13 +15,13 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from common.binio import write_bin
+from common.binio import expected_nbytes, write_bin
 from common.cli import UserError, script_entry
 from common.datasets import CityscapesFine, CityscapesSample, read_image_bgr
-from common.fsio import write_json_atomic
+from common.fsio import remove_stale_temps, write_json_atomic
 from common.parallel import map_with_progress
+from common.validate import image_sizes, output_folder
 
 # ImageNet statistics of upstream `BaseDataset` (RGB order). Kept as Python floats on purpose:
 # upstream subtracts/divides with lists, so numpy computes each step in float64 and rounds
@@ -45,30 +45,30 @@ def bin_name(sample: CityscapesSample) -> str:
     return f"{sample.name}{BIN_SUFFIX}.bin"
 
 
-def _process_one(sample: CityscapesSample, save_dir: Path, resume: bool) -> tuple[str, dict]:
+def _process_one(sample: CityscapesSample, save_dir: Path, size_hw: list[int], resume: bool) -> tuple[str, dict]:
     out_path = save_dir / bin_name(sample)
-    entry = {"image": str(sample.image_path), "label": str(sample.label_path)}
-    bgr = read_image_bgr(sample.image_path)
-    entry["size_hw"] = list(bgr.shape[:2])
-    if not (resume and out_path.is_file()):
+    entry = {"image": str(sample.image_path), "label": str(sample.label_path), "size_hw": size_hw}
+    # A bin is renamed into place only once complete, so one of the right size is finished;
+    # one of another size (an earlier run on other images) is redone.
+    if not (resume and out_path.is_file()
+            and out_path.stat().st_size == expected_nbytes((3, *size_hw), np.float32)):
+        bgr = read_image_bgr(sample.image_path)
+        if list(bgr.shape[:2]) != size_hw:
+            raise UserError(f"{sample.image_path}: decoded size {list(bgr.shape[:2])} differs from its header {size_hw}")
         write_bin(out_path, normalise_bgr(bgr), np.float32)
     return out_path.stem, entry
 
 
 def check_one_size(samples: list[CityscapesSample]) -> list[int]:
     """The exported model takes one fixed H x W: every image must have the same size.
-    Checked from the PNG headers before any bin is written."""
-    sizes_hw = []
-    for sample in samples:
-        try:
-            with Image.open(sample.image_path) as image:
-                sizes_hw.append([image.height, image.width])
-        except OSError as err:
-            raise UserError(f"{sample.image_path}: unreadable image ({err})") from None
-        if sizes_hw[-1] != sizes_hw[0]:
-            raise UserError(f"{sample.image_path}: size {sizes_hw[-1]} differs from {samples[0].image_path.name} "
-                            f"{sizes_hw[0]}; the model input has one fixed size")
-    return sizes_hw[0]
+    Checked from the image headers before any bin is written."""
+    sizes_wh = image_sizes([sample.image_path for sample in samples])
+    for sample, size_wh in zip(samples, sizes_wh):
+        if size_wh != sizes_wh[0]:
+            raise UserError(f"{sample.image_path}: size {size_wh[1]}x{size_wh[0]} differs from "
+                            f"{samples[0].image_path.name} {sizes_wh[0][1]}x{sizes_wh[0][0]}; "
+                            "the model input has one fixed size")
+    return [sizes_wh[0][1], sizes_wh[0][0]]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -77,17 +77,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--save_path", default="./prep_dataset", help="where the bins go")
     parser.add_argument("--split", default="val", help="leftImg8bit/<split> (the guide scores val)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
-    parser.add_argument("--resume", action="store_true", help="keep bins that already exist")
-    return parser.parse_args(argv)
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished bins of the right size (after an interrupted run)")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+    return args
 
 
 def main(args: argparse.Namespace) -> int:
     # Labels are not needed to make bins, but a missing one would only surface at scoring time.
     dataset = CityscapesFine(args.src_path, args.split, require_labels=args.split != "test")
-    save_dir = Path(args.save_path)
-    save_dir.mkdir(parents=True, exist_ok=True)
     size_hw = check_one_size(dataset.samples)
-    work = partial(_process_one, save_dir=save_dir, resume=args.resume)
+    save_dir = output_folder(args.save_path)
+    if args.resume:
+        remove_stale_temps(save_dir)
+    work = partial(_process_one, save_dir=save_dir, size_hw=size_hw, resume=args.resume)
     images = dict(map_with_progress(work, dataset.samples, args.workers, desc="Preprocess"))
     write_json_atomic(save_dir / META_NAME, {"dataset": "cityscapes", "split": args.split,
                                              "input_hw": size_hw, "images": images})

@@ -159,6 +159,21 @@ def test_bins_are_named_after_images_and_normalised_rgb(pipeline):
         np.testing.assert_allclose(actual, expected, atol=2e-6, rtol=0)
 
 
+def test_preprocess_resume_redoes_only_unfinished_bins(pipeline, tmp_path):
+    prep = tmp_path / "prep"
+    shutil.copytree(pipeline["work"] / "prep", prep)
+    bins = sorted(prep.glob("*.bin"))
+    reference = bins[0].read_bytes()
+    bins[0].write_bytes(reference[:1000])  # as if cut short by hand (never by a killed run)
+    (prep / ".stale.bin.tmp").write_bytes(b"x")
+    kept_mtime = bins[1].stat().st_mtime_ns
+    preprocess_py.main(preprocess_py.parse_args([f"--src_path={pipeline['work'] / 'data'}",
+                                                 f"--save_path={prep}", "--resume"]))
+    assert bins[0].read_bytes() == reference
+    assert bins[1].stat().st_mtime_ns == kept_mtime
+    assert not (prep / ".stale.bin.tmp").exists()
+
+
 def test_preprocess_rejects_mixed_image_sizes(tmp_path):
     write_synthetic_cityscapes(tmp_path, count=2, size_hw=(32, 64), seed=1)
     odd = CityscapesFine(tmp_path)[1].image_path
