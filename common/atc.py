@@ -78,6 +78,26 @@ def parse_shape_arg(text: str) -> dict[str, list[int]]:
     return shapes
 
 
+def check_shapes_against_model(model_path: str, shapes: dict[str, list[int]]) -> None:
+    """--input_shape must name the model's inputs with their rank and fixed sizes (ATC's own
+    error for a wrong name comes after minutes of parsing and is hard to read)."""
+    from common.onnx_tools import load_onnx
+
+    graph = load_onnx(model_path, load_weights=False).graph
+    initializers = {init.name for init in graph.initializer}
+    inputs = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in graph.input if v.name not in initializers}
+    for name, dims in shapes.items():
+        if name not in inputs:
+            raise UserError(f"{model_path}: --input_shape names '{name}', the model's inputs are "
+                            f"{', '.join(inputs) or 'none'}")
+        want = inputs[name]
+        if len(dims) != len(want) or any(w is not None and w != d for w, d in zip(want, dims)):
+            shown = ",".join("?" if w is None else str(w) for w in want)
+            raise UserError(f"{model_path}: --input_shape gives '{name}' {','.join(map(str, dims))}, "
+                            f"the model's input is {shown}")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m common.atc", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="the .onnx to convert")
@@ -98,6 +118,7 @@ def main(args: argparse.Namespace) -> int:
     print(shlex.join(command))
     if args.print_only:
         return 0
+    check_shapes_against_model(args.model, parse_shape_arg(args.input_shape))
     if shutil.which("atc") is None:
         print("ATC is absent on this machine (no Ascend toolkit): nothing converted; "
               f"the ONNX model {args.model} runs on ONNX Runtime with `python3 -m common.infer`.")

@@ -167,6 +167,11 @@ def _size_hint(size: int, spec: TensorSpec) -> str:
     shape, itemsize = spec.sample_shape(), spec.dtype.itemsize
     if size == 0:
         return ": the file is empty"
+    elements = math.prod(shape)
+    for other in (1, 2, 4, 8):
+        if other != itemsize and size == elements * other:
+            return (f": the file holds {elements} values of {other} byte(s) each, the model wants "
+                    f"{spec.dtype.name}: bins written with another dtype")
     if len(shape) == 3 and size % (itemsize * shape[0]) == 0:
         side = math.isqrt(size // (itemsize * shape[0]))
         if side * side * itemsize * shape[0] == size:

@@ -49,9 +49,15 @@ def test_shape_argument_parsing():
 
 
 def test_without_atc_the_cli_says_so_in_one_line(tmp_path):
-    result = run_script(None, "common.atc", "--model", "m.onnx", "--output", "m_bs1",
+    import onnx
+    from onnx import TensorProto, helper
+    value = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 500, 500])
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 3, 500, 500])
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["output"])], "g", [value], [output])
+    onnx.save(helper.make_model(graph), str(tmp_path / "m.onnx"))  # the CLI checks the input names
+    result = run_script(None, "common.atc", "--model", tmp_path / "m.onnx", "--output", "m_bs1",
                         "--input_shape", "input:1,3,500,500", "--soc_version", "Ascend310P3")
     assert result.returncode == 0
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("atc --framework=5 --model=m.onnx")
+    assert lines[0].startswith(f"atc --framework=5 --model={tmp_path}/m.onnx")
     assert "ATC is absent" in lines[1] and "ONNX Runtime" in lines[1]

@@ -528,7 +528,7 @@ def test_kill_and_resume_gives_the_same_files(tmp_path, small_onnx):
                    capture_output=True)
     part = tmp_path / "part" / "run"
     # --loop slows each sample down so that the kill lands mid-run.
-    process = subprocess.Popen(_infer_command(small_onnx, tmp_path / "in", tmp_path / "part", "--loop", "4"),
+    process = subprocess.Popen(_infer_command(small_onnx, tmp_path / "in", tmp_path / "part", "--loop", "20"),
                                cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -570,3 +570,25 @@ def test_preprocess_resume_redoes_only_what_is_not_finished(voc, tmp_path, capsy
     assert sorted(p.name for p in part.iterdir()) == sorted(p.name for p in (tmp_path / "full").iterdir())
     for path in (tmp_path / "full").iterdir():
         assert path.read_bytes() == (part / path.name).read_bytes(), path.name
+
+
+def test_bins_of_another_dtype_are_called_so(tmp_path, small_onnx, capsys):
+    write_bin(tmp_path / "in" / "a.bin", np.zeros((3, 32, 32), np.float64))
+    code, lines = run_cli(infer_py, "--model", small_onnx, "--input", tmp_path / "in", "--output", tmp_path / "o",
+                          capsys=capsys)
+    expect_one_line(code, lines, f"{tmp_path}/in/a.bin: 24576 bytes, expected 12288 for input 'input' of "
+                                 "small32.onnx (float32 (3, 32, 32)): the file holds 3072 values of 8 byte(s) "
+                                 "each, the model wants float32: bins written with another dtype")
+
+
+def test_atc_checks_the_model_and_its_input_names(tmp_path, small_onnx, capsys):
+    atc_py = __import__("common.atc", fromlist=["main"])
+    code, lines = run_cli(atc_py, "--model", tmp_path / "absent.onnx", "--output", tmp_path / "m",
+                          "--input_shape", "input:1,3,32,32", capsys=capsys)
+    expect_one_line(code, lines, f"{tmp_path}/absent.onnx: ONNX model not found")
+    code, lines = run_cli(atc_py, "--model", small_onnx, "--output", tmp_path / "m", "--input_shape",
+                          "image:1,3,32,32", capsys=capsys)
+    expect_one_line(code, lines, "--input_shape names 'image', the model's inputs are input")
+    code, lines = run_cli(atc_py, "--model", small_onnx, "--output", tmp_path / "m", "--input_shape",
+                          "input:1,3,500,500", capsys=capsys)
+    expect_one_line(code, lines, "--input_shape gives 'input' 1,3,500,500, the model's input is ?,3,32,32")
