@@ -171,19 +171,25 @@ def load_geometry(meta_path: Path | None, canvas_hw: tuple[int, int]) -> dict[st
 
 def listed_samples(info_path: str, dataset: CocoInstances, geometry: dict) -> list[tuple[str, int, str]]:
     """(stem, COCO image id, image path) of every info line; unknown names are UserErrors."""
-    samples = []
+    samples, rotated = [], []
     for _, path, width, height in parse_info(info_path):
         stem = Path(path).name.split(".", 1)[0]
         if stem not in dataset.id_by_stem:
             raise UserError(f"{info_path}: image {Path(path).name} is not in {dataset.annotation_json}")
         if stem not in geometry:
             raise UserError(f"{info_path}: image {Path(path).name} has no preprocess geometry (not preprocessed?)")
-        if geometry[stem].original_hw != (height, width):
+        decoded_hw = geometry[stem].original_hw
+        if decoded_hw == (width, height) != (height, width):
+            rotated.append(Path(path).name)  # cv2 applies EXIF orientation, PIL's size does not
+        elif decoded_hw != (height, width):
             raise UserError(f"{info_path}: {Path(path).name} is {width}x{height} here but was "
-                            f"{geometry[stem].original_hw[1]}x{geometry[stem].original_hw[0]} when preprocessed")
+                            f"{decoded_hw[1]}x{decoded_hw[0]} when preprocessed")
         samples.append((stem, dataset.id_by_stem[stem], path))
     if not samples:
         raise UserError(f"{info_path}: no images listed")
+    if rotated:
+        print(f"warning: {len(rotated)} image(s) were decoded rotated by their EXIF orientation (first: "
+              f"{rotated[0]}); as in mmdet, their detections are in the rotated frame")
     return samples
 
 
