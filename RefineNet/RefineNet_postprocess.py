@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.binio import read_bin
+from common.binio import read_bin, require_finite
 from common.cli import UserError, script_entry
 from common.datasets import VOC_CLASSES, VOC_IGNORE, VOCSegmentation, read_palette_label
 from common.geometry import Letterbox, letterbox
@@ -58,8 +58,7 @@ def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometr
     box = geometry[image_id] if image_id in geometry else letterbox(label.shape, size)
     path = output_file(result_dir, image_id)
     logits = read_bin(path, (NUM_CLASSES, output_hw(size), output_hw(size)), np.float32)
-    if not np.isfinite(logits).all():
-        raise UserError(f"{path}: output holds NaN or Inf values")
+    require_finite(logits, path)
     try:
         target = label_on_canvas(label, box)
     except UserError as err:

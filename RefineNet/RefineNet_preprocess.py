@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.binio import expected_nbytes, write_bin
+from common.binio import is_finished_bin, write_bin
 from common.cli import script_entry
 from common.datasets import VOCSegmentation, read_image_rgb
 from common.fsio import remove_stale_temps, write_json_atomic
@@ -45,7 +45,7 @@ def _process_one(job: tuple[str, tuple[int, int]], dataset: VOCSegmentation, bin
                  resume: bool) -> tuple[str, dict]:
     image_id, original_hw = job  # (id, (height, width) from the image header)
     out_path = bin_dir / f"{image_id}.bin"
-    if resume and _finished_bin(out_path, size):
+    if resume and is_finished_bin(out_path, (3, size, size), np.float32):
         # A bin is renamed into place only once complete, so one of the right size is done;
         # its geometry follows from the image size read from the header.
         return image_id, letterbox(original_hw, size).to_dict()
@@ -53,11 +53,6 @@ def _process_one(job: tuple[str, tuple[int, int]], dataset: VOCSegmentation, bin
     chw, box = preprocess_image(rgb, size)
     write_bin(out_path, chw, np.float32)
     return image_id, box.to_dict()
-
-
-def _finished_bin(path: Path, size: int) -> bool:
-    # A bin of another size (an earlier run with another --size) is redone, never kept.
-    return path.is_file() and path.stat().st_size == expected_nbytes((3, size, size), np.float32)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -100,3 +100,17 @@ def parse_info(path: str | os.PathLike) -> list[tuple[int, str, int, int]]:
     if not rows:  # e.g. cut to nothing by an interrupted writer: never a valid dataset list
         raise UserError(f"{path}: no entries")
     return rows
+
+
+def is_finished_bin(path: str | os.PathLike, shape: Sequence[int], dtype) -> bool:
+    """For `--resume`: a bin under its final name is complete (atomic writes), so it is done
+    when it exists with the expected size; one of another size (another --size) is redone."""
+    path = Path(path)
+    return path.is_file() and path.stat().st_size == expected_nbytes(shape, dtype)
+
+
+def require_finite(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """An output with NaN or Inf would turn into a silently wrong metric: stop, naming the file."""
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise UserError(f"{path}: output holds NaN or Inf values")
+    return array

@@ -239,3 +239,15 @@ def test_damaged_checkpoints_give_one_line(source, cut, flips):
             read_checkpoint(path)
         except UserError as err:
             assert one_line(err) and str(path) in str(err)
+
+
+@FUZZ
+@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1, max_size=20))
+def test_require_finite_refuses_exactly_nan_and_inf(values):
+    from common.binio import require_finite
+    array = np.asarray(values, dtype=np.float32)
+    if np.isfinite(array).all():
+        assert require_finite(array, "o_0.bin") is array
+    else:
+        with pytest.raises(UserError, match="o_0.bin: output holds NaN or Inf values"):
+            require_finite(array, "o_0.bin")
