@@ -452,20 +452,37 @@ ATOMIC_WRITE_FOLDERS = ("common", "RefineNet")
 
 def test_every_writer_goes_through_a_temporary_name():
     """Static check: each call that writes a file sits inside `with atomic_path(...)`."""
-    writers = {"write_text", "write_bytes", "tofile", "save", "savetxt", "imwrite", "dump"}
     offenders = []
     files = [path for folder in ATOMIC_WRITE_FOLDERS for path in sorted((REPO_ROOT / folder).glob("*.py"))]
     for path in files:
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        protected = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.With) and any(_calls(item.context_expr, "atomic_path") for item in node.items):
-                protected.update(id(inner) for inner in ast.walk(node))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and id(node) not in protected and _is_write(node, writers):
-                offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+        offenders += [f"{path.relative_to(REPO_ROOT)}:{line}" for line in unprotected_writes(path.read_text())]
     assert not offenders, offenders
     assert len(files) > 10
+
+
+def test_the_writer_check_finds_a_direct_write():
+    source = ("from pathlib import Path\n"
+              "Path('a').write_text('x')\n"
+              "with atomic_path('b') as tmp:\n"
+              "    tmp.write_bytes(b'y')\n"
+              "    np.save(tmp, 1)\n"
+              "open('c', 'w').close()\n"
+              "open('d', 'rb').close()\n")
+    assert unprotected_writes(source) == [2, 6]
+
+
+WRITER_CALLS = {"write_text", "write_bytes", "tofile", "save", "savetxt", "imwrite", "dump"}
+
+
+def unprotected_writes(source: str) -> list[int]:
+    """Line numbers of file-writing calls outside any `with atomic_path(...)` block."""
+    tree = ast.parse(source)
+    protected = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With) and any(_calls(item.context_expr, "atomic_path") for item in node.items):
+            protected.update(id(inner) for inner in ast.walk(node))
+    return sorted(node.lineno for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and id(node) not in protected and _is_write(node, WRITER_CALLS))
 
 
 def _calls(node, name: str) -> bool:
