@@ -100,3 +100,28 @@ def test_no_weights_found_names_the_keys(tmp_path):
     save_torch_checkpoint(tmp_path / "w.pth", {"epoch": 1, "optim": {}})
     with pytest.raises(UserError, match="no weights found"):
         extract_state_dict(read_checkpoint(tmp_path / "w.pth"), "w.pth", sub_keys=("model",))
+
+
+def test_another_models_checkpoint_is_named_in_one_short_line(tmp_path):
+    from common.checkpoint import identify_model
+    from common.demo_weights import manifest_shapes
+    wseg_names = list(manifest_shapes("Wseg"))
+    assert identify_model(wseg_names) == "Wseg"
+    assert identify_model(["module." + n for n in wseg_names]) == "Wseg"
+    assert identify_model(["model." + n for n in manifest_shapes("3D_HRNet")]) == "3D_HRNet"
+    assert identify_model(wseg_names[: len(wseg_names) // 2]) is None  # too few names to tell
+    assert identify_model(tiny_state()) is None
+    foreign = {name: torch.zeros(1) for name in wseg_names}
+    with pytest.raises(UserError) as err:
+        load_strict(Tiny(), foreign, "res38.pth")
+    assert str(err.value) == ("res38.pth: this is a Wseg checkpoint (by its tensor names), not a Tiny one: "
+                              "only 0 of 7 Tiny tensors found by name")
+
+
+def test_legacy_torch_file_is_read_and_a_legacy_payload_refused(tmp_path):
+    torch.save({"model": tiny_state()}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
+    model = load_checkpoint_into(Tiny(), tmp_path / "old.pth", sub_keys=("model",))
+    assert model.bn.running_var.shape == (4,)
+    torch.save({"model": tiny_state(), "p": RunsCode()}, tmp_path / "bad.pkl", _use_new_zipfile_serialization=False)
+    with pytest.raises(UserError, match="refused to load: unpickling it would call posix.system"):
+        read_checkpoint(tmp_path / "bad.pkl")  # legacy torch content under a .pkl name: still torch
