@@ -1,0 +1,159 @@
+"""`python3 -m bench`: measure every available pack and write bench/RESULTS.md.
+
+    python3 -m bench                      # the full run (guide input sizes; about 25 min on 2 cores)
+    python3 -m bench --quick              # small sizes, few images: a smoke test of the benchmark
+    python3 -m bench --packs RefineNet    # re-measure some packs; the others keep their last figures
+
+Each pack runs in its own process (bench.pack_bench) so that one pack's memory or failure
+does not touch the next; its figures go to bench/results/<pack>.json (quick runs: under
+--work) and the report is rebuilt from those files.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.machine import describe_machine, load_average, measure_peak
+from bench.registry import PACK_BENCHES
+from bench.report import write_report
+from common.fsio import write_json_atomic
+from common.packs import PACKS, REPO_ROOT
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_child(command: list[str], log_path: Path, timeout_s: float) -> tuple[int, str]:
+    """Run a benchmark child; its lines go to log_path, progress lines also to the terminal."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open(log_path, "w", encoding="utf-8") as handle:
+        child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, errors="replace")
+        try:
+            for line in child.stdout:
+                handle.write(line)
+                if line.startswith(("[bench", "[tuning")):
+                    print(line, end="", flush=True)
+                if time.time() - started > timeout_s:
+                    child.kill()
+                    child.wait()
+                    return -9, f"stopped after {timeout_s:.0f} s (--pack-timeout)"
+            status = child.wait()
+        except BaseException:
+            child.kill()
+            raise
+    if status != 0:
+        lines = [l for l in log_path.read_text(errors="replace").splitlines() if l.strip()]
+        return status, " | ".join(lines[-2:])[-400:]
+    return 0, ""
+
+
+def pack_status(pack: str) -> str | None:
+    """None when the pack can be benchmarked, else why not."""
+    entry = PACK_BENCHES.get(pack)
+    if entry is None:
+        return "not available yet: no benchmark entry (its scripts are not in the repository yet)"
+    missing = entry.missing_files()
+    if missing:
+        return f"not available yet: {pack}/ lacks {', '.join(missing)}"
+    return None
+
+
+def benchmark_packs(args, results_dir: Path, work: Path, peak: float) -> None:
+    for pack in args.packs:
+        json_path = results_dir / f"{pack}.json"
+        reason = pack_status(pack)
+        if reason:
+            log(f"{pack}: {reason}")
+            write_json_atomic(json_path, {"pack": pack, "status": reason})
+            continue
+        log(f"{pack}: start (load {load_average()[0]:.2f})")
+        command = [sys.executable, "-m", "bench.pack_bench", "--pack", pack, "--work", str(work / pack),
+                   "--json", str(json_path), "--threads", str(args.threads), "--peak-gflops", str(peak)]
+        if args.quick:
+            command.append("--quick")
+        if args.max_batch:
+            command += ["--max-batch", str(args.max_batch)]
+        if args.skip:
+            command += ["--skip", args.skip]
+        status, message = run_child(command, work / "logs" / f"{pack}.log", args.pack_timeout)
+        if status != 0:
+            log(f"{pack}: FAILED: {message}")
+            write_json_atomic(json_path, {"pack": pack, "status": f"benchmark failed: {message}",
+                                          "log": str(work / "logs" / f"{pack}.log")})
+
+
+def run_tuning(args, results_dir: Path, work: Path) -> None:
+    pack = args.tune_pack
+    onnx_path = work / pack / "model" / f"{pack}_0.onnx"
+    weights = work / pack / "weights" / PACK_BENCHES[pack].checkpoint_name
+    if not onnx_path.is_file() or not weights.is_file():
+        log(f"tuning: no {pack} model from this run, skipped")
+        return
+    log(f"tuning: ONNX Runtime session and export variants on {pack}")
+    command = [sys.executable, "-m", "bench.tuning", "--onnx", str(onnx_path), "--checkpoint", str(weights),
+               "--json", str(results_dir / "tuning.json"), "--work", str(work / "tuning"),
+               "--threads", str(args.threads), "--rounds", str(2 if args.quick else args.tune_rounds)]
+    status, message = run_child(command, work / "logs" / "tuning.log", args.pack_timeout)
+    if status != 0:
+        log(f"tuning: FAILED: {message}")
+        write_json_atomic(results_dir / "tuning.json", {"status": f"failed: {message}"})
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and counts (smoke test)")
+    parser.add_argument("--packs", nargs="+", default=list(PACKS), choices=list(PACKS))
+    parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "segzoo_bench"),
+                        help="scratch folder for models, datasets and bins (several GB in a full run)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads for both ONNX Runtime (intra-op) and PyTorch")
+    parser.add_argument("--max-batch", type=int, default=None, help="skip the guides' larger batch sizes")
+    parser.add_argument("--skip", default="", help="comma list of: flops, inference, prepost")
+    parser.add_argument("--tune-pack", default="RefineNet", choices=sorted(PACK_BENCHES))
+    parser.add_argument("--tune-rounds", type=int, default=3)
+    parser.add_argument("--no-tuning", action="store_true")
+    parser.add_argument("--pack-timeout", type=float, default=1200.0, help="seconds before a pack is stopped")
+    parser.add_argument("--out", default=None,
+                        help="report path (default: bench/RESULTS.md, or <work>/RESULTS.md with --quick)")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results_dir = work / "results" if args.quick else BENCH_DIR / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out) if args.out else (work / "RESULTS.md" if args.quick else BENCH_DIR / "RESULTS.md")
+    machine = describe_machine()
+    machine["command"] = "python3 -m bench " + " ".join(sys.argv[1:])
+    log(f"machine: {machine['cpu']}, {machine['logical_cpus']} CPUs, load {machine['load_average_at_start']}")
+    size = 1024 if args.quick else 4096
+    peaks = [measure_peak(args.threads, size)]
+    log(f"matmul peak: {peaks[0]['peak_gflops']:.1f} GFLOP/s")
+    benchmark_packs(args, results_dir, work, peaks[0]["peak_gflops"])
+    if not args.no_tuning and args.tune_pack in args.packs:
+        run_tuning(args, results_dir, work)
+    # measured again at the end: on a shared machine the better of the two is nearer the truth
+    peaks.append(measure_peak(args.threads, size))
+    machine["peak"] = max(peaks, key=lambda p: p["peak_gflops"])
+    machine["peak_runs"] = peaks
+    machine["load_average_at_end"] = load_average()
+    machine["finished_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    write_json_atomic(results_dir / "machine.json", machine)
+    write_report(results_dir, out, PACKS)
+    log(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

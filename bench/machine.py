@@ -1,0 +1,103 @@
+"""What machine the figures come from, and its measured float32 peak (a large matmul)."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _memory_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return 0.0
+
+
+def load_average() -> tuple[float, float, float]:
+    try:
+        return tuple(float(v) for v in Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return (0.0, 0.0, 0.0)
+
+
+def describe_machine() -> dict:
+    """CPU, cores, memory, library versions and the load when the run started."""
+    import numpy
+    import onnx
+    import onnxruntime
+    import torch
+
+    flags = _cpu_flags()
+    simd = [name for name in ("avx512f", "avx512_bf16", "avx512_vnni", "avx2", "fma") if name in flags]
+    return {
+        "cpu": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "simd": simd,
+        "memory_gib": round(_memory_gib(), 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnx": onnx.__version__,
+        "numpy": numpy.__version__,
+        "load_average_at_start": load_average(),
+        "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+
+
+def _best_gflops(run, flops: float, repeats: int) -> float:
+    run()  # warm-up: thread pools, page faults
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return flops / best / 1e9
+
+
+def measure_peak(threads: int, size: int = 4096, repeats: int = 5) -> dict:
+    """float32 GFLOP/s of a size x size matmul in numpy (BLAS) and torch; the best is the peak.
+
+    The best of several runs, not the mean: the peak is what the hardware can do, and on a
+    shared machine a slower run only measures the neighbours.
+    """
+    import numpy as np
+    import torch
+
+    flops = 2.0 * size ** 3
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    b = rng.standard_normal((size, size), dtype=np.float32)
+    numpy_gflops = _best_gflops(lambda: a @ b, flops, repeats)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    with torch.no_grad():
+        torch_gflops = _best_gflops(lambda: torch.mm(ta, tb), flops, repeats)
+    torch.set_num_threads(previous)
+    return {"matmul_size": size, "threads": threads, "numpy_gflops": numpy_gflops,
+            "torch_gflops": torch_gflops, "peak_gflops": max(numpy_gflops, torch_gflops)}
