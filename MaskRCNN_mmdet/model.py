@@ -303,7 +303,9 @@ class MaskRCNN(nn.Module):
             scores, deltas = self.rpn_head(feat)
             anchors = grid_anchors(self._base_anchors[level], tuple(feat.shape[2:]), stride)
             if scores.shape[0] > RPN_NMS_PRE:
-                scores, top = torch.topk(scores, RPN_NMS_PRE)
+                # a full descending sort cut at 1000, as mmdet (not topk): same order of ties
+                scores, order = torch.sort(scores, descending=True)
+                scores, top = scores[:RPN_NMS_PRE], order[:RPN_NMS_PRE]
                 deltas, anchors = deltas[top], anchors[top]
             level_scores.append(scores)
             level_deltas.append(deltas)
