@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from common.geometry import Letterbox, letterbox
 from common.metrics import ConfusionMatrix
 from common.parallel import map_with_progress
 from common.report import report_segmentation
-from common.results import input_folder_of, match_outputs, output_file
+from common.results import input_folder_of, match_outputs, output_file, warn_left_out
 from common.validate import image_sizes, output_file_parent
 
 NUM_CLASSES = len(VOC_CLASSES)
@@ -133,9 +132,7 @@ def main(args: argparse.Namespace) -> int:
         matrix.images += 1
     report_segmentation(matrix, VOC_CLASSES, save_path,
                         {"images_left_out": len(missing), "result_dir": str(result_dir)})
-    if missing:
-        print(f"[WARNING] {len(missing)} of {len(dataset.ids)} images left out (no outputs, "
-              f"--allow-missing): first {', '.join(missing[:3])}", file=sys.stderr)
+    warn_left_out(missing, len(dataset.ids))
     print(f"miou: {matrix.mean_iou():.6f}")
     return 0
 

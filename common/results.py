@@ -44,6 +44,14 @@ def match_outputs(result_dir: str | Path, stems: Sequence[str], num_outputs: int
     return complete, missing
 
 
+def warn_left_out(missing: Sequence[str], total: int, unit: str = "images") -> None:
+    """With --allow-missing: say on stderr how many were left out (the metric JSON records it too)."""
+    if missing:
+        import sys
+        print(f"[WARNING] {len(missing)} of {total} {unit} left out (no outputs, --allow-missing): "
+              f"first {', '.join(missing[:SHOW_FIRST])}", file=sys.stderr)
+
+
 def input_folder_of(result_dir: str | Path) -> Path | None:
     """The input bin folder recorded in the run's `<result_dir>_summary.json`, if any.
 
@@ -64,4 +72,4 @@ def input_folder_of(result_dir: str | Path) -> Path | None:
     return Path(infile).parent
 
 
-__all__ = ["match_outputs", "output_file", "input_folder_of", "bin_stem"]
+__all__ = ["match_outputs", "output_file", "input_folder_of", "warn_left_out", "bin_stem"]
