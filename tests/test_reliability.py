@@ -613,3 +613,33 @@ def test_atc_checks_the_model_and_its_input_names(tmp_path, small_onnx, capsys):
     code, lines = run_cli(atc_py, "--model", small_onnx, "--output", tmp_path / "m", "--input_shape",
                           "input:1,3,500,500", capsys=capsys)
     expect_one_line(code, lines, "--input_shape gives 'input' 1,3,500,500, the model's input is ?,3,32,32")
+
+
+def test_preprocess_killed_and_resumed_gives_the_same_files(tmp_path):
+    from common.synth import write_synthetic_voc
+    count = 30
+    voc_dir = write_synthetic_voc(tmp_path / "data", count=count, seed=4)
+    command = [sys.executable, "RefineNet_preprocess.py", "--root-dir", str(voc_dir), "--size", "320", "--bin-dir"]
+    cwd = REPO_ROOT / "RefineNet"
+    subprocess.run(command + [str(tmp_path / "full")], cwd=cwd, check=True, capture_output=True)
+    part = tmp_path / "part"
+    process = subprocess.Popen(command + [str(part)], cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if part.is_dir() and len(list_bins_or_none(part)) >= 3:
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    done_at_kill = len(list_bins_or_none(part))
+    assert 3 <= done_at_kill < count and not (part / "preprocess_meta.json").exists()
+    resumed = subprocess.run(command + [str(part), "--resume"], cwd=cwd, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    full = tmp_path / "full"
+    assert sorted(p.name for p in part.iterdir()) == sorted(p.name for p in full.iterdir())
+    for path in full.iterdir():
+        assert path.read_bytes() == (part / path.name).read_bytes(), path.name
+
+
+def list_bins_or_none(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.suffix == ".bin" and not p.name.startswith(".")]
