@@ -28,11 +28,10 @@ import onnx
 from onnx import helper, numpy_helper
 
 from common.cli import UserError, script_entry
-from common.onnx_tools import (consumers, get_attribute, load_onnx, producers, save_onnx,
-                               set_metadata)
+from common.onnx_tools import (META_ATC_ONLY as ATC_ONLY_KEY, consumers, get_attribute, load_onnx,
+                               producers, save_onnx, set_metadata)
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
-ATC_ONLY_KEY = "segzoo_atc_only"
 ATC_ONLY_NOTE = ("Softmax(axis=1) at opset 11: ATC runs it per pixel over channels, ONNX Runtime "
                  "over all C*H*W values; run ONNX Runtime on the opset-13 fix instead")
 # Ops of this network whose opset-11 and opset-13 definitions compute the same result from the

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from common.binio import bin_stem, expected_nbytes, list_bins
 from common.cli import UserError, script_entry
+from common.onnx_tools import META_ATC_ONLY
 from common.fsio import atomic_path, remove_stale_temps, write_json_atomic
 
 INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")
@@ -69,6 +70,12 @@ _ORT_DTYPES = {
 }
 
 
+def refuse_atc_only(metadata: dict, model_path: Path) -> None:
+    if META_ATC_ONLY in metadata:
+        raise UserError(f"{model_path}: this graph is edited for ATC only and gives wrong results on "
+                        f"ONNX Runtime ({metadata[META_ATC_ONLY]}); run the unedited or default-fixed .onnx")
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
@@ -89,6 +96,7 @@ class OnnxRuntimeBackend:
             raise UserError(f"{model_path}: ONNX Runtime cannot load the model ({first})") from None
         self.model_path = Path(model_path)
         self.providers = self.session.get_providers()
+        refuse_atc_only(self.session.get_modelmeta().custom_metadata_map, self.model_path)
 
     def input_specs(self) -> list[TensorSpec]:
         return [TensorSpec(i.name, tuple(d if isinstance(d, int) else None for d in i.shape),

@@ -19,6 +19,8 @@ from common.fsio import atomic_path
 ATC_OPSET = 11  # the opset ATC accepts (CANN 5.x/6.0); ONNX Runtime does not need it
 META_PACK = "segzoo_pack"
 META_OPTIONS = "segzoo_model_options"
+# Set on a graph edited for an old ATC only: ONNX Runtime would run it and compute something else.
+META_ATC_ONLY = "segzoo_atc_only"
 
 
 def export_onnx(module: torch.nn.Module, dummy_inputs: Sequence[torch.Tensor], path: str | Path, *,

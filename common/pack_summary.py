@@ -87,6 +87,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--backend", default="onnxruntime", help="backend result name under result/")
     parser.add_argument("--output-dtypes", default="float32", help="comma list, one per model output")
     parser.add_argument("--data", default="synthetic", help="what data was used (synthetic or a path)")
+    parser.add_argument("--inputs-per-image", type=int, default=1,
+                        help="model inputs made from one image (Wseg: 8 scales/flips), to count images")
     return parser.parse_args(argv)
 
 
@@ -102,12 +104,14 @@ def main(args: argparse.Namespace) -> int:
     parity = compare_output_folders(work / "result" / "pytorch", work / "result" / args.backend,
                                     args.output_dtypes.split(","))
     row = {
-        "pack": args.pack, "backend": args.backend, "images": summaries[args.backend]["samples"],
+        "pack": args.pack, "backend": args.backend,
+        "images": summaries[args.backend]["samples"] // args.inputs_per_image,
         "metric": args.metric, "pytorch": values["pytorch"], "backend_value": values[args.backend],
         "difference": values[args.backend] - values["pytorch"], "parity_max_rel": parity.max_rel,
         "parity_max_abs": parity.max_abs, "parity_cosine": parity.cosine,
-        "throughput_img_s": summaries[args.backend]["throughput"],
-        "pytorch_throughput_img_s": summaries["pytorch"]["throughput"], "data": args.data,
+        "throughput_img_s": summaries[args.backend]["throughput"] / args.inputs_per_image,
+        "pytorch_throughput_img_s": summaries["pytorch"]["throughput"] / args.inputs_per_image,
+        "data": args.data,
         "status": "ok",
     }
     write_json_atomic(work / "summary_row.json", row)

@@ -81,13 +81,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loop", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--warmup_count", type=int, default=0,
+                        help="untimed runs first (default 0: eager PyTorch needs no graph build, and at "
+                             "full size one extra run costs a minute)")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     backend = TorchBackend(args.model, args.checkpoint, threads=args.threads)
     summary = run_inference(backend, args.input, args.output, args.output_dirname, args.batchsize,
-                            "BIN", args.loop, 1, args.resume, argv=sys.argv)
+                            "BIN", args.loop, args.warmup_count, args.resume, argv=sys.argv)
     print_summary(summary)
     return 0
 

@@ -147,3 +147,13 @@ def test_om_without_ais_bench_is_a_clear_error(tmp_path):
 def test_output_dirname_needs_output():
     with pytest.raises(SystemExit):
         parse_args(["--model", "m.onnx", "--output_dirname", "x"])
+
+
+def test_graph_tagged_atc_only_is_refused(tmp_path, tiny_dynamic):
+    import onnx
+    from common.onnx_tools import META_ATC_ONLY, set_metadata
+    model = onnx.load(str(tiny_dynamic[0]))
+    set_metadata(model, {META_ATC_ONLY: "softmax over all values at opset 11"})
+    onnx.save(model, str(tmp_path / "atc_only.onnx"))
+    with pytest.raises(UserError, match="edited for ATC only.*softmax over all values"):
+        OnnxRuntimeBackend(tmp_path / "atc_only.onnx")
