@@ -9,7 +9,9 @@ loaded strictly. Graph: input `input` [1,3,H,W] float32; outputs `boxes` [1,100,
 `labels` [1,100] int64 (run label_to_int32.py for the Ascend int32 variant), `masks`
 [1,100,80,28,28]: the guide's shapes behind a batch axis of 1, so the per-image output files
 are exactly the guide's. Opset 16 by default: its RoiAlign has `coordinate_transformation_mode=
-half_pixel`, which is mmdet's aligned=True; opset 11 has no exact equivalent (see README).
+half_pixel`, which is mmdet's aligned=True. `--opset 11` (for converters limited to opset 11)
+uses mmcv's emulation instead, RoIs shifted by half a cell into RoiAlign-10, which differs for
+RoIs smaller than one feature cell (see README).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ INPUT_NAMES = ("input",)
 OUTPUT_NAMES = ("boxes", "labels", "masks")
 # ONNX RoiAlign gained coordinate_transformation_mode (half_pixel = aligned=True) in opset 16.
 ROI_ALIGN_HALF_PIXEL_OPSET = 16
+MIN_OPSET = 11  # NonMaxSuppression, TopK with a k input, NonZero
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--shape", type=int, nargs=2, default=(1216, 1216), metavar=("H", "W"),
                         help="model input height and width, multiples of 32 (guide: 1216 1216)")
     parser.add_argument("--opset", type=int, default=ROI_ALIGN_HALF_PIXEL_OPSET,
-                        help="ONNX opset; must be >= 16 (RoiAlign half_pixel)")
+                        help="ONNX opset: 16+ exact RoiAlign (default); 11-15 the half-cell shift emulation")
     args = parser.parse_args(argv)
     if len(args.paths) > 2:
         parser.error("expected [CONFIG] CHECKPOINT")
@@ -47,14 +50,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     checkpoint = Path(args.paths[-1])
-    if args.opset < ROI_ALIGN_HALF_PIXEL_OPSET:
-        raise UserError(f"--opset {args.opset}: RoIAlign with half-pixel alignment (mmdet aligned=True) "
-                        f"needs opset >= {ROI_ALIGN_HALF_PIXEL_OPSET}; a lower opset would export a "
-                        "misaligned RoiAlign")
+    if args.opset < MIN_OPSET:
+        raise UserError(f"--opset {args.opset}: the graph needs opset >= {MIN_OPSET}")
+    legacy = args.opset < ROI_ALIGN_HALF_PIXEL_OPSET
+    if legacy:
+        print(f"opset {args.opset}: RoIAlign exported as RoiAlign-10 with RoIs shifted by half a cell "
+              "(equal to aligned=True except for RoIs smaller than one feature cell)")
     if len(args.paths) == 2:
         print(f"config {args.paths[0]}: not read, the architecture is mask_rcnn_r50_fpn_1x_coco")
     height, width = args.shape
     options = {"input_hw": [height, width]}
+    if legacy:
+        options["legacy_roi_align"] = True
     net = model.load_pretrained(checkpoint, **options)
     dummy = torch.zeros(1, 3, height, width)
     export_onnx(net, [dummy], args.output_file, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,

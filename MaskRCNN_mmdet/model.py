@@ -232,12 +232,17 @@ def roi_levels(boxes: torch.Tensor, num_levels: int = len(ROI_STRIDES)) -> torch
     return levels.clamp(min=0, max=num_levels - 1)
 
 
-def multi_level_roi_align(feats: list[torch.Tensor], boxes: torch.Tensor, output_size: int) -> torch.Tensor:
+def multi_level_roi_align(feats: list[torch.Tensor], boxes: torch.Tensor, output_size: int,
+                          legacy: bool = False) -> torch.Tensor:
     """RoIAlign (aligned=True, sampling_ratio=0) of each box on the level mmdet assigns it.
 
     Every level is pooled for every box, but a box that does not belong to a level is replaced
     by an empty box there (zero area -> zero samples, no cost), and the right level's result is
     picked with `where`: static shapes for the exported graph, no arithmetic mixing of levels.
+
+    `legacy` is the opset-11 form (mmcv's own ONNX emulation): boxes shifted by -0.5 cell and a
+    non-aligned RoIAlign, which exports as RoiAlign-10. It equals aligned=True except for RoIs
+    under one feature cell, which the legacy kernel enlarges to one cell.
     """
     levels = roi_levels(boxes)
     empty = torch.zeros_like(boxes)
@@ -245,9 +250,12 @@ def multi_level_roi_align(feats: list[torch.Tensor], boxes: torch.Tensor, output
     pooled = None
     for level, (feat, stride) in enumerate(zip(feats, ROI_STRIDES)):
         on_level = (levels == level)[:, None]
-        level_rois = torch.cat([batch_index, torch.where(on_level, boxes, empty)], dim=1)
+        level_boxes = torch.where(on_level, boxes, empty)
+        if legacy:
+            level_boxes = level_boxes - 0.5 * stride
+        level_rois = torch.cat([batch_index, level_boxes], dim=1)
         level_feats = roi_align(feat, level_rois, output_size, spatial_scale=1.0 / stride,
-                                sampling_ratio=0, aligned=True)
+                                sampling_ratio=0, aligned=not legacy)
         pooled = level_feats if pooled is None else torch.where(on_level[:, :, None, None], level_feats, pooled)
     return pooled
 
@@ -270,7 +278,8 @@ def class_offset_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch
 class MaskRCNN(nn.Module):
     """Backbone + neck + RPN + RoI heads; forward = the exported single-image inference."""
 
-    def __init__(self, input_hw: tuple[int, int] | None = None, labels_int32: bool = False):
+    def __init__(self, input_hw: tuple[int, int] | None = None, labels_int32: bool = False,
+                 legacy_roi_align: bool = False):
         super().__init__()
         self.backbone = ResNet50()
         self.neck = FPN()
@@ -278,6 +287,7 @@ class MaskRCNN(nn.Module):
         self.roi_head = StandardRoIHead()
         self.input_hw = tuple(input_hw) if input_hw else None
         self.labels_int32 = bool(labels_int32)
+        self.legacy_roi_align = bool(legacy_roi_align)
         self._base_anchors = [base_anchors(s) for s in ANCHOR_STRIDES]
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -318,7 +328,7 @@ class MaskRCNN(nn.Module):
 
     def detect(self, feats: list[torch.Tensor], proposals: torch.Tensor, image_hw: tuple[int, int]):
         """BBoxHead.get_bboxes + multiclass_nms with test_cfg.rcnn (score > 0.05, NMS 0.5, 100)."""
-        roi_feats = multi_level_roi_align(feats, proposals, BOX_ROI_SIZE)
+        roi_feats = multi_level_roi_align(feats, proposals, BOX_ROI_SIZE, self.legacy_roi_align)
         cls_logits, deltas = self.roi_head.bbox_head(roi_feats)
         class_scores = F.softmax(cls_logits, dim=1)[:, :NUM_CLASSES]
         class_boxes = decode_deltas(proposals, deltas, RCNN_STDS, image_hw).reshape(-1, NUM_CLASSES, 4)
@@ -333,7 +343,7 @@ class MaskRCNN(nn.Module):
 
     def segment(self, feats: list[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
         """FCNMaskHead on the final boxes: sigmoid of all 80 class maps, [K, 80, 28, 28]."""
-        roi_feats = multi_level_roi_align(feats, boxes, MASK_ROI_SIZE)
+        roi_feats = multi_level_roi_align(feats, boxes, MASK_ROI_SIZE, self.legacy_roi_align)
         return self.roi_head.mask_head(roi_feats).sigmoid()
 
 
@@ -369,24 +379,26 @@ def check_input_shape(image: torch.Tensor, input_hw: tuple[int, int] | None) -> 
 
 # ---- building and loading --------------------------------------------------------------------
 
-def build_model(input_hw=None, labels_int32: bool = False) -> MaskRCNN:
+def build_model(input_hw=None, labels_int32: bool = False, legacy_roi_align: bool = False) -> MaskRCNN:
     """`input_hw` (optional) pins the input size the exported graph was traced at;
-    `labels_int32` mirrors a graph edited by label_to_int32.py (recorded in its metadata)."""
+    `labels_int32` mirrors a graph edited by label_to_int32.py (recorded in its metadata);
+    `legacy_roi_align` is the opset-11 RoIAlign form (see multi_level_roi_align)."""
     if input_hw is not None:
         height, width = (int(v) for v in input_hw)
         if height <= 0 or width <= 0 or height % SIZE_DIVISOR or width % SIZE_DIVISOR:
             raise UserError(f"input size must be positive multiples of {SIZE_DIVISOR}, got {height}x{width}")
         input_hw = (height, width)
-    return MaskRCNN(input_hw, labels_int32)
+    return MaskRCNN(input_hw, labels_int32, legacy_roi_align)
 
 
-def load_pretrained(path: str | Path, input_hw=None, labels_int32: bool = False) -> MaskRCNN:
+def load_pretrained(path: str | Path, input_hw=None, labels_int32: bool = False,
+                    legacy_roi_align: bool = False) -> MaskRCNN:
     """Strict load of an mmcv-runner checkpoint (`state_dict` under the top level, `meta` ignored).
 
     Only BatchNorm's `num_batches_tracked` may be absent (files saved by old torch); any
     other missing, extra or wrongly shaped key is a UserError naming it.
     """
-    model = build_model(input_hw, labels_int32)
+    model = build_model(input_hw, labels_int32, legacy_roi_align)
     load_checkpoint_into(model, path, sub_keys=("state_dict",), strip_prefixes=("module.",),
                          tolerated_missing_suffixes=("num_batches_tracked",))
     return model.eval()

@@ -117,11 +117,28 @@ def test_label_to_int32_retargets_an_existing_cast_found_by_structure():
         label_to_int32.labels_to_int32(edited)
 
 
-def test_export_refuses_an_opset_without_half_pixel_roi_align(exported, tmp_path):
+def test_opset_11_export_uses_the_half_cell_shift_and_matches_its_pytorch_module(exported, tmp_path):
     checkpoint, _ = exported
-    with pytest.raises(UserError, match="opset >= 16"):
+    with pytest.raises(UserError, match="opset >= 11"):
         pth2onnx.main(pth2onnx.parse_args([str(checkpoint), "--output-file", str(tmp_path / "x.onnx"),
-                                           "--opset", "11"]))
+                                           "--opset", "10"]))
+    onnx_path = tmp_path / "opset11.onnx"
+    pth2onnx.main(pth2onnx.parse_args([str(checkpoint), "--output-file", str(onnx_path), "--shape", "64", "96",
+                                       "--opset", "11"]))
+    graph_model = onnx.load(str(onnx_path))
+    assert graph_model.opset_import[0].version == 11
+    for node in nodes_of_type(graph_model.graph, ["RoiAlign"]):
+        assert get_attribute(node, "coordinate_transformation_mode") is None  # RoiAlign-10
+    options = json.loads(read_metadata(graph_model)["segzoo_model_options"])
+    assert options == {"input_hw": [64, 96], "legacy_roi_align": True}
+    net = model.load_pretrained(checkpoint, **options)
+    image = np.random.default_rng(0).normal(size=(1, 3, 64, 96)).astype(np.float32)
+    with torch.no_grad():
+        dets, labels, masks = (t.numpy() for t in net(torch.from_numpy(image)))
+    ort_dets, ort_labels, ort_masks = _session(onnx_path).run(None, {"input": image})
+    assert (labels >= 0).any()
+    np.testing.assert_array_equal(ort_labels, labels)
+    assert np.abs(ort_dets - dets).max() <= 1e-3 and np.abs(ort_masks - masks).max() <= 1e-4
 
 
 # ---- the guide's pipeline on synthetic COCO: preprocess -> both backends -> postprocess --------

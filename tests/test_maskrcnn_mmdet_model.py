@@ -163,6 +163,16 @@ def test_multi_level_roi_align_is_aligned_and_uses_the_assigned_level():
         assert torch.allclose(out[row, 0, 3], expected, atol=1e-4), row
 
 
+def test_legacy_roi_align_equals_aligned_except_below_one_cell():
+    feats = [torch.randn(1, 3, 160 // s, 160 // s, generator=torch.Generator().manual_seed(s)) for s in (4, 8, 16, 32)]
+    boxes = torch.tensor([[10.0, 12.0, 90.0, 60.0], [20.0, 30.0, 150.0, 155.0]])  # P2 and P3, many cells
+    exact = model.multi_level_roi_align(feats, boxes, 7)
+    assert torch.allclose(model.multi_level_roi_align(feats, boxes, 7, legacy=True), exact, atol=1e-5)
+    tiny = torch.tensor([[40.0, 40.0, 41.0, 42.0]])  # a quarter of a P2 cell wide
+    assert not torch.allclose(model.multi_level_roi_align(feats, tiny, 7, legacy=True),
+                              model.multi_level_roi_align(feats, tiny, 7), atol=1e-3)
+
+
 def test_class_offset_nms_is_per_class():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1.0, 0, 11, 10], [0.0, 0, 10, 10], [50.0, 50, 60, 60]])
     scores = torch.tensor([0.9, 0.8, 0.7, 0.6])
