@@ -266,7 +266,9 @@ def class_offset_nms(boxes: torch.Tensor, scores: torch.Tensor, class_ids: torch
 
     The max is taken over the boxes plus a 0 so an empty candidate set needs no special case
     (all coordinates are clipped to >= 0, so this equals mmcv's boxes.max() otherwise).
-    Suppression is IoU > threshold (torchvision / mmcv CUDA; mmcv CPU uses >=).
+    Suppression is IoU > threshold (torchvision / mmcv CUDA; mmcv CPU uses >=). From 10000
+    candidates mmcv loops over classes instead; the kept set is the same up to the float
+    rounding of the shifted coordinates.
     """
     max_coordinate = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
     offsets = class_ids.to(boxes.dtype) * (max_coordinate + 1)
