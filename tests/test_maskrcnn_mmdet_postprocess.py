@@ -208,3 +208,14 @@ def test_paste_mask_follows_pixel_centres():
     expected[20:40, 10:30] = True
     assert np.array_equal(mask, expected)
     assert not postprocess.paste_mask(np.ones((28, 28), np.float32), np.array([5, 5, 5, 9.0]), (20, 20)).any()
+
+
+def test_synth_command_line_writes_coco(tmp_path):
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, "-m", "common.synth", "coco", "--out", str(tmp_path), "--count", "2",
+                             "--height", "64", "--width", "96"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr
+    dataset = CocoInstances(tmp_path)
+    assert [dataset.image_size_wh(i) for i in dataset.image_ids] == [(96, 64), (96, 64)]
