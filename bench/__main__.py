@@ -90,6 +90,8 @@ def benchmark_packs(args, results_dir: Path, work: Path, peak: float) -> None:
             log(f"{pack}: FAILED: {message}")
             write_json_atomic(json_path, {"pack": pack, "status": f"benchmark failed: {message}",
                                           "log": str(work / "logs" / f"{pack}.log")})
+        elif pack == args.tune_pack and not args.no_tuning:
+            run_tuning(args, results_dir, work)  # right away, on the model this pack just exported
 
 
 def run_tuning(args, results_dir: Path, work: Path) -> None:
@@ -102,7 +104,8 @@ def run_tuning(args, results_dir: Path, work: Path) -> None:
     log(f"tuning: ONNX Runtime session and export variants on {pack}")
     command = [sys.executable, "-m", "bench.tuning", "--onnx", str(onnx_path), "--checkpoint", str(weights),
                "--json", str(results_dir / "tuning.json"), "--work", str(work / "tuning"),
-               "--threads", str(args.threads), "--rounds", str(2 if args.quick else args.tune_rounds)]
+               "--threads", str(args.threads), "--rounds", str(2 if args.quick else args.tune_rounds),
+               "--budget", str(10 if args.quick else args.tune_budget)]
     status, message = run_child(command, work / "logs" / "tuning.log", args.pack_timeout)
     if status != 0:
         log(f"tuning: FAILED: {message}")
@@ -120,9 +123,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=None, help="skip the guides' larger batch sizes")
     parser.add_argument("--skip", default="", help="comma list of: flops, inference, prepost")
     parser.add_argument("--tune-pack", default="RefineNet", choices=sorted(PACK_BENCHES))
-    parser.add_argument("--tune-rounds", type=int, default=3)
+    parser.add_argument("--tune-rounds", type=int, default=2, help="tuning rounds at least")
+    parser.add_argument("--tune-budget", type=float, default=120.0, help="more tuning rounds while under this (s)")
     parser.add_argument("--no-tuning", action="store_true")
-    parser.add_argument("--pack-timeout", type=float, default=1200.0, help="seconds before a pack is stopped")
+    parser.add_argument("--pack-timeout", type=float, default=720.0, help="seconds before a pack is stopped")
     parser.add_argument("--out", default=None,
                         help="report path (default: bench/RESULTS.md, or <work>/RESULTS.md with --quick)")
     return parser.parse_args(argv)
@@ -141,8 +145,6 @@ def main(args: argparse.Namespace) -> int:
     peaks = [measure_peak(args.threads, size)]
     log(f"matmul peak: {peaks[0]['peak_gflops']:.1f} GFLOP/s")
     benchmark_packs(args, results_dir, work, peaks[0]["peak_gflops"])
-    if not args.no_tuning and args.tune_pack in args.packs:
-        run_tuning(args, results_dir, work)
     # measured again at the end: on a shared machine the better of the two is nearer the truth
     peaks.append(measure_peak(args.threads, size))
     machine["peak"] = max(peaks, key=lambda p: p["peak_gflops"])

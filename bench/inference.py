@@ -16,9 +16,10 @@ from common.parity import compare_arrays
 
 @dataclass
 class RunPlan:
-    max_runs: int = 5          # timed runs per backend and batch size, at most
+    max_runs: int = 3          # timed runs per backend and batch size, at most
     budget_s: float = 30.0     # timed seconds per backend and batch size, about
     long_run_s: float = 20.0   # a batch predicted slower than this skips its own warm-up
+    total_s: float = 200.0     # a larger batch runs only if its predicted time still fits
 
 
 def random_feeds(specs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -52,10 +53,20 @@ def compare_backends(onnx_backend, torch_backend, batch_sizes, plan: RunPlan, pr
     """One row per batch size: both backends' stats, the ratio, and the outputs' parity."""
     rows = []
     seconds_per_image: dict[str, float] = {}
+    started = time.perf_counter()
     first = onnx_backend.input_specs()[0]
     if not first.batch_is_dynamic:  # a static-batch export runs at its own batch only
         batch_sizes = [b for b in batch_sizes if b == first.shape[0]] or [first.shape[0]]
     for batch in batch_sizes:
+        if seconds_per_image:
+            # one timed run per backend at least, no warm-up: the least this batch can cost
+            predicted = batch * sum(seconds_per_image.values())
+            elapsed = time.perf_counter() - started
+            if elapsed + predicted > plan.total_s:
+                rows.append({"batch": batch, "skipped": f"predicted {predicted:.0f} s on top of {elapsed:.0f} s "
+                                                        f"exceeds the {plan.total_s:.0f} s inference budget"})
+                progress(f"  bs{batch}: skipped ({rows[-1]['skipped']})")
+                continue
         feeds = random_feeds(onnx_backend.input_specs(), batch)
         backends = {"onnxruntime": onnx_backend, "pytorch": torch_backend}
         times: dict[str, list[float]] = {name: [] for name in backends}

@@ -111,6 +111,8 @@ def benchmark_inference(entry: PackBench, onnx_path: Path, checkpoint: Path, bat
     torch_backend = TorchBackend(onnx_path, checkpoint, threads=threads)
     rows = compare_backends(onnx_backend, torch_backend, batches, plan, progress=log)
     for row in rows:
+        if "skipped" in row:
+            continue
         for name in ("onnxruntime", "pytorch"):
             achieved = flops_per_image * row[name]["img_per_s"] / 1e9
             row[name]["achieved_gflops"] = achieved
@@ -193,7 +195,7 @@ def run_pack(entry: PackBench, work: Path, quick: bool, threads: int, peak_gflop
     started = time.time()
     hw = entry.quick_hw if quick else entry.guide_hw
     batches = (1, 2) if quick else tuple(b for b in entry.guide_batches if not max_batch or b <= max_batch)
-    plan = RunPlan(max_runs=2, budget_s=2.0, long_run_s=5.0) if quick else RunPlan()
+    plan = RunPlan(max_runs=2, budget_s=2.0, long_run_s=5.0) if quick else RunPlan(total_s=entry.inference_budget_s)
     result = {"pack": entry.pack, "quick": quick, "input_hw": list(hw), "threads": threads,
               "guide_batches": list(entry.guide_batches), "batches_run": list(batches),
               "notes": entry.notes, "guide_ms_per_image": entry.guide_ms_per_image,
@@ -218,7 +220,7 @@ def run_pack(entry: PackBench, work: Path, quick: bool, threads: int, peak_gflop
         log(f"{entry.pack}: ONNX Runtime vs PyTorch at {hw[0]}x{hw[1]}, batches {batches}, {threads} threads")
         result["inference"] = benchmark_inference(entry, onnx_path, checkpoint, batches, plan, threads,
                                                   peak_gflops, flops)
-        result["batches_run"] = [row["batch"] for row in result["inference"]]
+        result["batches_run"] = [row["batch"] for row in result["inference"] if "skipped" not in row]
     if "prepost" not in skip:
         result["prepost"] = benchmark_pre_post(entry, work, quick)
     result["load_average_at_end"] = _load()

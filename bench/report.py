@@ -66,6 +66,9 @@ def machine_section(machine: dict) -> list[str]:
 def _inference_rows(result: dict, peak: float) -> list[list]:
     rows = []
     for row in result.get("inference", []):
+        if "skipped" in row:
+            rows.append([row["batch"], 0, "skipped: " + row["skipped"]] + [""] * 7)
+            continue
         ort, torch = row["onnxruntime"], row["pytorch"]
         parity = max((p["max_rel"] for p in row.get("parity", [])), default=None)
         rows.append([
@@ -185,12 +188,13 @@ def goals_section(results: dict[str, dict], peak: float) -> list[str]:
         if "status" in result or not result.get("inference"):
             continue
         goal = result.get("goal_ratio", 1.5)
-        for row in result["inference"]:
+        timed = [row for row in result["inference"] if "skipped" not in row]
+        for row in timed:
             ratio = row["ratio_ort_over_torch"]
             rows.append([pack, f"ORT >= {goal}x PyTorch (bs{row['batch']})", f"{ratio:.2f}x",
                          "met" if ratio >= goal else f"missed by {goal - ratio:.2f}x ({ratio / goal:.0%} of the goal)"])
-        if pack in CONV_HEAVY_PACKS and peak:
-            best = max(result["inference"], key=lambda r: r["onnxruntime"]["achieved_gflops"])
+        if pack in CONV_HEAVY_PACKS and peak and timed:
+            best = max(timed, key=lambda r: r["onnxruntime"]["achieved_gflops"])
             fraction = best["onnxruntime"]["achieved_gflops"] / peak
             rows.append([pack, "ORT achieved FLOP/s >= 50% of peak", f"{fraction:.0%} (bs{best['batch']})",
                          "met" if fraction >= FLOPS_FRACTION_GOAL else f"missed by {FLOPS_FRACTION_GOAL - fraction:.0%} of peak"])

@@ -2,8 +2,8 @@
 
 `python3 -m bench.tuning --onnx M.onnx --checkpoint W --json out.json [--batch 1]`
 
-Every variant gets its own session; one timed run of each variant per round, rounds repeated,
-so that load changes on a shared machine spread over all variants alike. The baseline is
+Every variant gets its own session; one timed run of each variant per round, every other
+round in reverse order, so that load changes on a shared machine spread over all variants alike. The baseline is
 exactly `common.infer.OnnxRuntimeBackend` (what users run). Export variants (no constant
 folding, onnxsim, onnxslim) are compared with the baseline's outputs on the same input.
 """
@@ -138,7 +138,9 @@ def export_variants(onnx_path: Path, checkpoint: Path, work: Path) -> dict[str, 
 
 # ---- the round-robin -------------------------------------------------------------------------
 
-def run_tuning(onnx_path: Path, checkpoint: Path, work: Path, threads: int, batch: int, rounds: int) -> dict:
+def run_tuning(onnx_path: Path, checkpoint: Path, work: Path, threads: int, batch: int, rounds: int,
+               budget_s: float = 0.0, max_rounds: int = 20) -> dict:
+    """At least `rounds` rounds, more while the timed rounds have taken less than `budget_s`."""
     from common.infer import OnnxRuntimeBackend
     feeds = random_feeds(OnnxRuntimeBackend(onnx_path, threads=threads).input_specs(), batch, seed=1)
     runners: dict[str, Callable] = {}
@@ -165,19 +167,25 @@ def run_tuning(onnx_path: Path, checkpoint: Path, work: Path, threads: int, batc
         info[name]["parity_vs_baseline"] = [compare_arrays(r, o).to_dict() for r, o in zip(reference, outputs)
                                             if r.shape == o.shape]
         info[name]["seconds"] = []
-    for index in range(rounds):
-        for name, runner in runners.items():
+    started = time.perf_counter()
+    index = 0
+    while index < max_rounds and (index < rounds or time.perf_counter() - started < budget_s):
+        # every other round in reverse order: a steady change of load during a round then
+        # favours no variant over another
+        order = list(runners.items()) if index % 2 == 0 else list(reversed(runners.items()))
+        for name, runner in order:
             start = time.perf_counter()
             runner(feeds)
             info[name]["seconds"].append(time.perf_counter() - start)
-        log(f"round {index + 1}/{rounds} done")
+        index += 1
+        log(f"round {index} done")
     base = float(np.median(info[baseline_name]["seconds"]))
     for name in runners:
         median = float(np.median(info[name]["seconds"]))
         info[name].update({"latency_ms_median": 1000 * median, "img_per_s": batch / median,
                            "speedup_vs_baseline": base / median})
         log(f"{name}: {1000 * median:.0f} ms ({base / median:.2f}x)")
-    return {"onnx": str(onnx_path), "batch": batch, "threads": threads, "rounds": rounds,
+    return {"onnx": str(onnx_path), "batch": batch, "threads": threads, "rounds": index,
             "baseline": baseline_name, "variants": info}
 
 
@@ -189,14 +197,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work", required=True)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds at least")
+    parser.add_argument("--budget", type=float, default=120.0, help="more rounds while the timed part is shorter (s)")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    result = run_tuning(Path(args.onnx), Path(args.checkpoint), work, args.threads, args.batch, args.rounds)
+    result = run_tuning(Path(args.onnx), Path(args.checkpoint), work, args.threads, args.batch, args.rounds,
+                        args.budget)
     write_json_atomic(args.json, result)
     return 0
 
