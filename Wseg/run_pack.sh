@@ -12,7 +12,7 @@ cd "$REPO_ROOT/$PACK"
 # minutes per image for both), so the full-size run does one image by default. --quick pads to
 # 128 with 48x64 images (the 2.0 scale must fit the pad).
 SIZE=1024; [ "$QUICK" = 1 ] && SIZE=128
-COUNT=${COUNT:-$([ "$QUICK" = 1 ] && echo 3 || echo 1)}
+COUNT=${COUNT:-$([ "$QUICK" = 1 ] && echo 2 || echo 1)}
 if [ -z "$DATA_ROOT" ]; then
     step "synthetic VOC2012 ($COUNT images)"
     if [ "$QUICK" = 1 ]; then
