@@ -76,16 +76,29 @@ def refuse_atc_only(metadata: dict, model_path: Path) -> None:
                         f"ONNX Runtime ({metadata[META_ATC_ONLY]}); run the unedited or default-fixed .onnx")
 
 
+def session_options(threads: int | None = None):
+    """The ONNX Runtime settings of every run (bench/tuning.py varies them one at a time)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    # Idle worker threads block instead of busy-spinning (ORT's default is to spin). On a
+    # machine shared with other jobs (preprocess workers, other users) spinning threads take
+    # the cores the working ones need: bench/RESULTS.md, tuning table. The ops of these
+    # networks last milliseconds, so the wake-up cost is lost in the noise on an idle machine.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, model_path: str | Path, threads: int | None = None, device: str = "cpu"):
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = int(threads)
+        options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
