@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,29 +33,39 @@ def log(message: str) -> None:
 
 
 def run_child(command: list[str], log_path: Path, timeout_s: float) -> tuple[int, str]:
-    """Run a benchmark child; its lines go to log_path, progress lines also to the terminal."""
+    """Run a benchmark child; its lines go to log_path, progress lines also to the terminal.
+    A child still running after timeout_s is killed (a watchdog: it may print nothing for long)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.time()
     with open(log_path, "w", encoding="utf-8") as handle:
         child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True, errors="replace")
+        watchdog = threading.Timer(timeout_s, child.kill)
+        watchdog.start()
         try:
             for line in child.stdout:
                 handle.write(line)
                 if line.startswith(("[bench", "[tuning")):
                     print(line, end="", flush=True)
-                if time.time() - started > timeout_s:
-                    child.kill()
-                    child.wait()
-                    return -9, f"stopped after {timeout_s:.0f} s (--pack-timeout)"
             status = child.wait()
         except BaseException:
             child.kill()
             raise
+        finally:
+            timed_out = not watchdog.is_alive() and watchdog.finished.is_set() and child.returncode == -9
+            watchdog.cancel()
+    if timed_out:
+        return status, f"stopped after {timeout_s:.0f} s (--pack-timeout)"
     if status != 0:
         lines = [l for l in log_path.read_text(errors="replace").splitlines() if l.strip()]
         return status, " | ".join(lines[-2:])[-400:]
     return 0, ""
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def pack_status(pack: str) -> str | None:
@@ -85,11 +96,17 @@ def benchmark_packs(args, results_dir: Path, work: Path, peak: float) -> None:
             command += ["--max-batch", str(args.max_batch)]
         if args.skip:
             command += ["--skip", args.skip]
+        json_path.unlink(missing_ok=True)  # no figures of an earlier run under this run's name
         status, message = run_child(command, work / "logs" / f"{pack}.log", args.pack_timeout)
         if status != 0:
             log(f"{pack}: FAILED: {message}")
-            write_json_atomic(json_path, {"pack": pack, "status": f"benchmark failed: {message}",
-                                          "log": str(work / "logs" / f"{pack}.log")})
+            partial = _read_json(json_path)
+            if partial and "status" not in partial:  # keep what was measured before it stopped
+                partial["failure"] = message
+                write_json_atomic(json_path, partial)
+            else:
+                write_json_atomic(json_path, {"pack": pack, "status": f"benchmark failed: {message}",
+                                              "log": str(work / "logs" / f"{pack}.log")})
         elif pack == args.tune_pack and not args.no_tuning:
             run_tuning(args, results_dir, work)  # right away, on the model this pack just exported
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +21,23 @@ class RunPlan:
     budget_s: float = 30.0     # timed seconds per backend and batch size, about
     long_run_s: float = 20.0   # a batch predicted slower than this skips its own warm-up
     total_s: float = 200.0     # a larger batch runs only if its predicted time still fits
+
+
+def _proc_kib(path: str, field: str) -> int:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def memory_mib() -> dict[str, float]:
+    """This process's resident set now and at its peak, and what the machine has available."""
+    return {"rss": _proc_kib("/proc/self/status", "VmRSS") / 1024,
+            "peak": _proc_kib("/proc/self/status", "VmHWM") / 1024,
+            "available": _proc_kib("/proc/meminfo", "MemAvailable") / 1024}
 
 
 def random_feeds(specs, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -54,6 +72,8 @@ def compare_backends(onnx_backend, torch_backend, batch_sizes, plan: RunPlan, pr
     rows = []
     seconds_per_image: dict[str, float] = {}
     started = time.perf_counter()
+    base_mib = memory_mib()["rss"]
+    working_mib_per_image = 0.0
     first = onnx_backend.input_specs()[0]
     if not first.batch_is_dynamic:  # a static-batch export runs at its own batch only
         batch_sizes = [b for b in batch_sizes if b == first.shape[0]] or [first.shape[0]]
@@ -65,6 +85,14 @@ def compare_backends(onnx_backend, torch_backend, batch_sizes, plan: RunPlan, pr
             if elapsed + predicted > plan.total_s:
                 rows.append({"batch": batch, "skipped": f"predicted {predicted:.0f} s on top of {elapsed:.0f} s "
                                                         f"exceeds the {plan.total_s:.0f} s inference budget"})
+                progress(f"  bs{batch}: skipped ({rows[-1]['skipped']})")
+                continue
+            # working memory grows with the batch; skip rather than be killed by the OOM killer
+            memory = memory_mib()
+            needed = batch * working_mib_per_image - (memory["peak"] - base_mib)
+            if needed > 0.8 * memory["available"]:
+                rows.append({"batch": batch, "skipped": f"needs about {needed / 1024:.1f} GiB more memory, "
+                                                        f"{memory['available'] / 1024:.1f} GiB available"})
                 progress(f"  bs{batch}: skipped ({rows[-1]['skipped']})")
                 continue
         feeds = random_feeds(onnx_backend.input_specs(), batch)
@@ -89,12 +117,14 @@ def compare_backends(onnx_backend, torch_backend, batch_sizes, plan: RunPlan, pr
                 outputs.setdefault(name, result)
         for name in backends:
             seconds_per_image[name] = min(times[name]) / batch
+        working_mib_per_image = max(working_mib_per_image, (memory_mib()["peak"] - base_mib) / batch)
         stats = {name: _stats(times[name], batch) for name in backends}
         parity = [compare_arrays(ref.astype(np.float64), out.astype(np.float64)).to_dict()
                   for ref, out in zip(outputs["pytorch"], outputs["onnxruntime"])
                   if ref.shape == out.shape]
         ratio = stats["onnxruntime"]["img_per_s"] / stats["pytorch"]["img_per_s"]
         rows.append({"batch": batch, **stats, "ratio_ort_over_torch": ratio,
+                     "process_peak_rss_mib": memory_mib()["peak"],
                      "parity": parity, "shapes_differ": any(r.shape != o.shape for r, o in
                                                             zip(outputs["pytorch"], outputs["onnxruntime"]))})
         progress(f"  bs{batch}: onnxruntime {stats['onnxruntime']['img_per_s']:.3f} img/s, "

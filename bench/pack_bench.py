@@ -191,15 +191,26 @@ def benchmark_pre_post(entry: PackBench, work: Path, quick: bool) -> list[dict]:
 # ---- the whole pack --------------------------------------------------------------------------
 
 def run_pack(entry: PackBench, work: Path, quick: bool, threads: int, peak_gflops: float,
-             max_batch: int | None, skip: set[str]) -> dict:
+             max_batch: int | None, skip: set[str], save) -> dict:
+    """All stages; `save(result)` after each, so a pack stopped midway keeps what it measured."""
     started = time.time()
     hw = entry.quick_hw if quick else entry.guide_hw
     batches = (1, 2) if quick else tuple(b for b in entry.guide_batches if not max_batch or b <= max_batch)
     plan = RunPlan(max_runs=2, budget_s=2.0, long_run_s=5.0) if quick else RunPlan(total_s=entry.inference_budget_s)
     result = {"pack": entry.pack, "quick": quick, "input_hw": list(hw), "threads": threads,
-              "guide_batches": list(entry.guide_batches), "batches_run": list(batches),
+              "guide_batches": list(entry.guide_batches), "batches_run": [],
               "notes": entry.notes, "guide_ms_per_image": entry.guide_ms_per_image,
-              "goal_ratio": entry.goal_ratio, "load_average_at_start": _load()}
+              "goal_ratio": entry.goal_ratio, "load_average_at_start": _load(), "partial": True}
+
+    def checkpoint_result():
+        result["load_average_at_end"] = _load()
+        result["seconds"] = time.time() - started
+        save(result)
+
+    # pre/post first: it needs no model, and a slow inference stage cannot starve it
+    if "prepost" not in skip:
+        result["prepost"] = benchmark_pre_post(entry, work, quick)
+        checkpoint_result()
     checkpoint = write_demo_weights(entry, work)
     exports = export_all_options(entry, checkpoint, hw, work)
     default = next(iter(exports.values()))
@@ -211,20 +222,20 @@ def run_pack(entry: PackBench, work: Path, quick: bool, threads: int, peak_gflop
     for label, info in exports.items():
         info.update(output_bytes_per_image(Path(info["onnx"]), feeds))
     result["exports"] = exports
+    checkpoint_result()
     if "flops" not in skip:
         from bench.flops import count_flops
         log(f"{entry.pack}: counting FLOPs")
         result["flops"] = count_flops(onnx_path, feeds)
+        checkpoint_result()
     flops = result.get("flops", {}).get("total", 0)
     if "inference" not in skip:
         log(f"{entry.pack}: ONNX Runtime vs PyTorch at {hw[0]}x{hw[1]}, batches {batches}, {threads} threads")
         result["inference"] = benchmark_inference(entry, onnx_path, checkpoint, batches, plan, threads,
                                                   peak_gflops, flops)
         result["batches_run"] = [row["batch"] for row in result["inference"] if "skipped" not in row]
-    if "prepost" not in skip:
-        result["prepost"] = benchmark_pre_post(entry, work, quick)
-    result["load_average_at_end"] = _load()
-    result["seconds"] = time.time() - started
+    result["partial"] = False
+    checkpoint_result()
     return result
 
 
@@ -251,8 +262,7 @@ def main(args: argparse.Namespace) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     result = run_pack(entry, work, args.quick, args.threads, args.peak_gflops, args.max_batch,
-                      {s for s in args.skip.split(",") if s})
-    write_json_atomic(args.json, result)
+                      {s for s in args.skip.split(",") if s}, save=lambda partial: write_json_atomic(args.json, partial))
     log(f"{entry.pack}: done in {result['seconds']:.0f} s -> {args.json}")
     return 0
 

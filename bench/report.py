@@ -137,6 +137,9 @@ def pack_section(result: dict, peak: float) -> list[str]:
                  f"average {result['load_average_at_start'][0]:.2f} at start, {result['load_average_at_end'][0]:.2f} at end."
                  + (" **Quick mode: small sizes, not the guide's.**" if result.get("quick") else ""))
     lines.append("")
+    if result.get("failure"):
+        lines += [f"**The benchmark of this pack stopped early** ({result['failure']}); what it measured "
+                  "before that is below.", ""]
     if flops:
         per_op = ", ".join(f"{op} {value / 1e9:,.1f}" for op, value in flops["per_op"].items())
         lines.append(f"FLOPs per image (counted from the ONNX graph, {flops['nodes']} nodes, shapes from "

@@ -31,11 +31,10 @@ def log(message: str) -> None:
 # ---- session variants ------------------------------------------------------------------------
 
 def _session(model: str | bytes, threads: int | None, configure: Callable | None = None):
+    """common.infer's own session options, then one change."""
     import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
+    from common.infer import session_options
+    options = session_options(threads)
     if configure:
         configure(options)
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
@@ -74,18 +73,21 @@ def session_variants(onnx_path: Path, threads: int) -> dict[str, Callable]:
         return lambda o: setattr(o, "graph_optimization_level", value)
 
     model = str(onnx_path)
+    def spinning(value: str):
+        return lambda o: o.add_session_config_entry("session.intra_op.allow_spinning", value)
+
     return {
-        "baseline (common.infer: ENABLE_ALL, intra-op threads = N)":
-            lambda: OnnxRuntimeBackend(onnx_path, threads=threads).run,
+        "baseline (common.infer as it is)": lambda: OnnxRuntimeBackend(onnx_path, threads=threads).run,
         "graph optimisation DISABLE_ALL": lambda: _plain_runner(_session(model, threads, with_level(level.ORT_DISABLE_ALL))),
         "graph optimisation BASIC": lambda: _plain_runner(_session(model, threads, with_level(level.ORT_ENABLE_BASIC))),
         "graph optimisation EXTENDED": lambda: _plain_runner(_session(model, threads, with_level(level.ORT_ENABLE_EXTENDED))),
-        "intra-op threads 0 (ORT default: physical cores)": lambda: _plain_runner(_session(model, None)),
+        "intra-op threads 0 (ORT picks: physical cores, pinned)": lambda: _plain_runner(_session(model, None)),
         "intra-op threads 1": lambda: _plain_runner(_session(model, 1)),
         "memory arena off": lambda: _plain_runner(_session(model, threads, lambda o: setattr(o, "enable_cpu_mem_arena", False))),
         "memory pattern off": lambda: _plain_runner(_session(model, threads, lambda o: setattr(o, "enable_mem_pattern", False))),
-        "thread spinning off": lambda: _plain_runner(_session(
-            model, threads, lambda o: o.add_session_config_entry("session.intra_op.allow_spinning", "0"))),
+        "thread spinning on (ORT's default)": lambda: _plain_runner(_session(model, threads, spinning("1"))),
+        "thread spinning off (A/A check: the baseline's setting, another session)":
+            lambda: _plain_runner(_session(model, threads, spinning("0"))),
         "I/O binding (preallocated outputs)": lambda: _io_binding_runner(_session(model, threads)),
     }
 
