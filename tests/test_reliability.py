@@ -447,7 +447,7 @@ def test_get_info_jpg_mode_unreadable_image(tmp_path, capsys):
 # ---- interrupted runs --------------------------------------------------------------------
 
 # Folders whose every file write must go through atomic_path (add each pack as it is checked).
-ATOMIC_WRITE_FOLDERS = ("common", "RefineNet")
+ATOMIC_WRITE_FOLDERS = ("common", "RefineNet", "3D_HRNet", "PointRend", "Wseg", "MaskRCNN_mmdet")
 
 
 def test_every_writer_goes_through_a_temporary_name():
