@@ -22,9 +22,26 @@ parse_pack_args() {
         esac
     done
     [ -n "$WORK" ] || { echo "error: give a work folder" >&2; exit 2; }
-    mkdir -p "$WORK"
+    prepare_work_folder "$WORK"
     WORK=$(cd "$WORK" && pwd)
     DATA_LABEL=${DATA_ROOT:-synthetic}
+}
+
+# A run starts from an empty work folder, so files of an earlier run (another input size,
+# more images) never mix with this one's; the demo checkpoint is kept, it does not change.
+# Only a folder this script made (marked) is emptied: a wrong path never loses user files.
+WORK_MARKER=.segzoo-pack-work
+prepare_work_folder() {
+    local work=$1
+    if [ -d "$work" ] && [ -n "$(ls -A "$work")" ]; then
+        [ -f "$work/$WORK_MARKER" ] || {
+            echo "error: $work: folder is not empty and was not made by run_pack.sh; give a new or empty folder" >&2
+            exit 2
+        }
+        find "$work" -mindepth 1 -maxdepth 1 ! -name demo_weights ! -name "$WORK_MARKER" -exec rm -rf {} +
+    fi
+    mkdir -p "$work"
+    touch "$work/$WORK_MARKER"
 }
 
 # weights_file NAME: the real file under --weights-dir, else a demo file in the work folder
