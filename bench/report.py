@@ -56,8 +56,9 @@ def machine_section(machine: dict) -> list[str]:
         ("load average (1, 5, 15 min)", f"at start {tuple(machine['load_average_at_start'])}, "
                                         f"at end {tuple(machine.get('load_average_at_end', ()))}"),
         ("measured float32 peak", f"**{peak.get('peak_gflops', 0):.1f} GFLOP/s** = best of a {peak.get('matmul_size')}² "
-                                  f"matmul in numpy ({peak.get('numpy_gflops', 0):.1f}) and torch "
-                                  f"({peak.get('torch_gflops', 0):.1f}), {peak.get('threads')} threads; "
+                                  f"matmul in numpy ({peak.get('numpy_gflops', 0):.1f}), torch "
+                                  f"({peak.get('torch_gflops', 0):.1f}) and ONNX Runtime "
+                                  f"({peak.get('onnxruntime_gflops', 0):.1f}), {peak.get('threads')} threads; "
                                   f"measured at start and end of the run: {runs} GFLOP/s"),
     ]
     return ["## Machine", ""] + _table(("", ""), rows)
@@ -97,12 +98,15 @@ def _prepost_rows(result: dict) -> list[list]:
 def guide_comparison(result: dict) -> list[dict]:
     """Our per-image time (one worker, real-size images, largest count) against the guide's."""
     rows = []
+    # only images of the real size compare with the guides' per-image figures
     candidates = [r for r in result.get("prepost", []) if r["workers"] == 1]
-    real = [r for r in candidates if r["label"] == "real size"] or candidates
+    real = ([r for r in candidates if r["label"] == "real size"]
+            or [r for r in candidates if r["image_hw"] in ("real sizes", "VOC sizes")])
     if not real:
         return rows
     best = max(real, key=lambda r: r["images"])
-    parallel = [r for r in result.get("prepost", []) if r["workers"] > 1 and r["label"] == best["label"]]
+    parallel = [r for r in result.get("prepost", []) if r["workers"] > 1 and r["label"] == best["label"]
+                and r["image_hw"] == best["image_hw"]]
     for step, guide_ms in result.get("guide_ms_per_image", {}).items():
         ours = best[step]["ms_per_image"]
         entry = {"step": step, "guide_ms": guide_ms, "ours_ms": ours, "images": best["images"],
