@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.binio import expected_nbytes, write_bin
+from common.binio import is_finished_bin, write_bin
 from common.cli import UserError, script_entry
 from common.datasets import CityscapesFine, CityscapesSample, read_image_bgr
 from common.fsio import remove_stale_temps, write_json_atomic
@@ -50,8 +50,7 @@ def _process_one(sample: CityscapesSample, save_dir: Path, size_hw: list[int], r
     entry = {"image": str(sample.image_path), "label": str(sample.label_path), "size_hw": size_hw}
     # A bin is renamed into place only once complete, so one of the right size is finished;
     # one of another size (an earlier run on other images) is redone.
-    if not (resume and out_path.is_file()
-            and out_path.stat().st_size == expected_nbytes((3, *size_hw), np.float32)):
+    if not (resume and is_finished_bin(out_path, (3, *size_hw), np.float32)):
         bgr = read_image_bgr(sample.image_path)
         if list(bgr.shape[:2]) != size_hw:
             raise UserError(f"{sample.image_path}: decoded size {list(bgr.shape[:2])} differs from its header {size_hw}")

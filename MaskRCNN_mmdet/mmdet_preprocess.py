@@ -19,11 +19,12 @@ import cv2
 import numpy as np
 
 import model
-from common.binio import list_bins, write_bin
+from common.binio import is_finished_bin, list_bins, write_bin
 from common.cli import UserError, script_entry
-from common.fsio import write_json_atomic
+from common.fsio import remove_stale_temps, write_json_atomic
 from common.geometry import Letterbox
 from common.parallel import map_with_progress
+from common.validate import image_sizes, output_folder
 
 META_NAME = "preprocess_meta.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
@@ -61,8 +62,9 @@ def preprocess_image(bgr: np.ndarray, canvas_hw: tuple[int, int]) -> tuple[np.nd
 def _process_one(path: Path, bin_dir: Path, canvas_hw: tuple[int, int], resume: bool) -> tuple[str, dict]:
     stem = path.name.split(".", 1)[0]
     out_path = bin_dir / f"{stem}.bin"
-    bgr = read_image_bgr(path)
-    if resume and out_path.is_file():
+    bgr = read_image_bgr(path)  # also on resume: the geometry needs the EXIF-rotated size
+    # Bins are renamed into place only once complete: one of the right size is finished.
+    if resume and is_finished_bin(out_path, (3, *canvas_hw), np.float32):
         return stem, fit_in_canvas(bgr.shape[:2], canvas_hw).to_dict()
     chw, box = preprocess_image(bgr, canvas_hw)
     write_bin(out_path, chw, np.float32)
@@ -76,7 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model_input_height", type=int, default=1216)
     parser.add_argument("--model_input_width", type=int, default=1216)
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
-    parser.add_argument("--resume", action="store_true", help="keep bins that already exist")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished bins of the right size (after an interrupted run)")
     return parser.parse_args(argv)
 
 
@@ -86,8 +89,10 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"model input {canvas_hw[0]}x{canvas_hw[1]}: height and width must be positive "
                         f"multiples of {model.SIZE_DIVISOR}")
     images = list_bins(args.image_src_path, IMAGE_SUFFIXES)
-    bin_dir = Path(args.bin_file_path)
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    image_sizes(images)  # a broken image stops the run now, not an hour into it
+    bin_dir = output_folder(args.bin_file_path)
+    if args.resume:
+        remove_stale_temps(bin_dir)
     work = partial(_process_one, bin_dir=bin_dir, canvas_hw=canvas_hw, resume=args.resume)
     geometry = dict(map_with_progress(work, images, args.workers, desc="Preprocess"))
     write_json_atomic(bin_dir / META_NAME, {"canvas_hw": list(canvas_hw), "images": geometry})

@@ -1,13 +1,15 @@
 """Guide step "准备数据集 / 数据预处理": Cityscapes val images -> input bins.
 
-    python3 PointRend_preprocess.py DATA_DIR SAVE_DIR [--input_size H W] [--split val]
+    python3 PointRend_preprocess.py DATA_DIR SAVE_DIR [--input_size H W] [--split val] [--resume]
 
 DATA_DIR holds `leftImg8bit/<split>/<city>/*_leftImg8bit.png` (or a `cityscapes/` folder that
 does). Each image becomes `SAVE_DIR/<city>_<seq>_<frame>_leftImg8bit.bin`: float32 [3, H, W],
 BGR, 0..255 minus the detectron2 pixel mean (103.53, 116.28, 123.675), std 1, no padding (the
 ModelZoo's bins). Cityscapes images are 1024x2048, the model's size, so the test-time resize is
 the identity; an image of another size is resized bilinearly to the input size and its
-original size is kept in `SAVE_DIR/preprocess_meta.json` for the postprocess.
+original size is kept in `SAVE_DIR/preprocess_meta.json` for the postprocess. Every image
+header is read before the first bin is written; `--resume` keeps the finished bins of an
+interrupted run.
 """
 from __future__ import annotations
 
@@ -19,11 +21,12 @@ import cv2
 import numpy as np
 
 import model
-from common.binio import write_bin
-from common.cli import UserError, script_entry
+from common.binio import is_finished_bin, write_bin
+from common.cli import script_entry
 from common.datasets import CityscapesFine, read_image_bgr
-from common.fsio import write_json_atomic
+from common.fsio import remove_stale_temps, write_json_atomic
 from common.parallel import map_with_progress
+from common.validate import image_sizes, output_folder
 
 META_NAME = "preprocess_meta.json"
 
@@ -44,9 +47,14 @@ def bin_name(image_path: Path) -> str:
     return image_path.name.split(".", 1)[0] + ".bin"
 
 
-def preprocess_one(image_path: Path, save_dir: Path, input_hw: tuple[int, int]) -> tuple[str, list[int]]:
-    image = read_image_bgr(image_path)
+def preprocess_one(job: tuple[Path, tuple[int, int]], save_dir: Path, input_hw: tuple[int, int],
+                   resume: bool = False) -> tuple[str, list[int]]:
+    image_path, original_hw = job  # (height, width) from the image header
     target = save_dir / bin_name(image_path)
+    # Bins are renamed into place only once complete: one of the right size is finished.
+    if resume and is_finished_bin(target, (3, *input_hw), np.float32):
+        return target.stem, list(original_hw)
+    image = read_image_bgr(image_path)
     write_bin(target, normalise_bgr(image, input_hw), np.float32)
     return target.stem, list(image.shape[:2])
 
@@ -60,19 +68,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="model input height and width (default 1024 2048; smaller for tests)")
     parser.add_argument("--split", default="val", help="dataset split (default val)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished bins of the right size (after an interrupted run)")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     input_hw = model.check_input_hw(args.input_size)
     dataset = CityscapesFine(args.data_dir, args.split, require_labels=False)
-    save_dir = Path(args.save_dir)
-    if save_dir.exists() and not save_dir.is_dir():
-        raise UserError(f"{save_dir}: exists and is not a folder")
-    save_dir.mkdir(parents=True, exist_ok=True)
-    work = partial(preprocess_one, save_dir=save_dir, input_hw=input_hw)
     images = [sample.image_path for sample in dataset]
-    original_sizes = dict(map_with_progress(work, images, args.workers, desc="Preprocess"))
+    # A broken image stops the run now, not an hour into it.
+    sizes_wh = image_sizes(images)
+    save_dir = output_folder(args.save_dir)
+    if args.resume:
+        remove_stale_temps(save_dir)
+    work = partial(preprocess_one, save_dir=save_dir, input_hw=input_hw, resume=args.resume)
+    jobs = [(path, (height, width)) for path, (width, height) in zip(images, sizes_wh)]
+    original_sizes = dict(map_with_progress(work, jobs, args.workers, desc="Preprocess"))
     resized = sum(1 for hw in original_sizes.values() if tuple(hw) != input_hw)
     write_json_atomic(save_dir / META_NAME, {
         "dataset": "cityscapes", "split": args.split, "input_hw": list(input_hw),

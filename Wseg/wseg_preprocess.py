@@ -1,6 +1,6 @@
 """Guide step "数据预处理": VOC images -> 8 network inputs per image, `<id>_<k>.bin`.
 
-    python3 wseg_preprocess.py DATA VAL_LIST OUT_DIR [--pad-size 1024] [--workers N]
+    python3 wseg_preprocess.py DATA VAL_LIST OUT_DIR [--pad-size 1024] [--workers N] [--resume]
 
 DATA holds `voc/VOCdevkit/VOC2012` (the guide's `./data`); VAL_LIST is upstream's
 `val_voc.txt` (image and label paths relative to DATA) or a plain id list such as VOC's
@@ -9,7 +9,9 @@ scale = (1, 0.5, 1.5, 2.0)[k // 2], horizontal flip when k is odd; PIL bicubic r
 (round(W*s), round(H*s)) with Python's half-to-even rounding; ImageNet normalisation computed
 in float64; centred zero pad to PAD x PAD (floor half on top/left), pad pixels exactly 0.
 Each bin is float32 [3,PAD,PAD]. The pads and sizes the postprocess needs go to
-OUT_DIR/wseg_preprocess_meta.json.
+OUT_DIR/wseg_preprocess_meta.json. Every image header is read (and its largest scale checked
+against the pad size) before the first bin is written; `--resume` keeps the finished bins of
+an interrupted run.
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.binio import write_bin
+from common.binio import is_finished_bin, write_bin
 from common.cli import UserError, script_entry
-from common.fsio import write_json_atomic
+from common.fsio import remove_stale_temps, write_json_atomic
 from common.parallel import map_with_progress
+from common.validate import image_sizes, output_folder
 from common.voc_lists import ListedSample, check_exist, read_sample_list
 
 SCALES = (1.0, 0.5, 1.5, 2.0)  # TEST.SCALES of voc_resnet38.yaml
@@ -44,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pad-size", type=int, default=DEFAULT_PAD_SIZE,
                         help="square network input side (the export's --input-size); default 1024")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep finished bins of the right size (after an interrupted run)")
     args = parser.parse_args(argv)
     if args.pad_size < 8 or args.pad_size % 8:
         parser.error("--pad-size must be a positive multiple of 8")
@@ -67,24 +72,43 @@ def normalise(rgb: np.ndarray) -> np.ndarray:
     return normalised.astype(np.float32).transpose(2, 0, 1)
 
 
+def variant_pads(image_wh: tuple[int, int], scale: float, pad_size: int, source: Path) -> list[int]:
+    """[pad_t, pad_l, h, w] (upstream order) of one scale; too large for the pad is an error."""
+    width, height = scaled_size(*image_wh, scale)
+    if width > pad_size or height > pad_size:
+        raise UserError(f"{source}: {image_wh[0]}x{image_wh[1]} at scale {scale} is "
+                        f"{width}x{height}, larger than --pad-size {pad_size}")
+    return [*centred_pads(height, width, pad_size), height, width]
+
+
+def variant_records(image_wh: tuple[int, int], pad_size: int, source: Path) -> list[dict]:
+    """The metadata of the 8 variants, from the image size alone."""
+    return [{"k": k, "scale": scale, "flip": flip, "pads": variant_pads(image_wh, scale, pad_size, source)}
+            for k, (scale, flip) in enumerate(VARIANTS)]
+
+
 def make_variant(image: Image.Image, scale: float, flip: bool, pad_size: int,
                  source: Path) -> tuple[np.ndarray, list[int]]:
     """One network input [3,PAD,PAD] and its pads [pad_t, pad_l, h, w] (upstream order)."""
-    width, height = scaled_size(*image.size, scale)
-    if width > pad_size or height > pad_size:
-        raise UserError(f"{source}: {image.size[0]}x{image.size[1]} at scale {scale} is "
-                        f"{width}x{height}, larger than --pad-size {pad_size}")
+    pad_top, pad_left, height, width = variant_pads(image.size, scale, pad_size, source)
     # PIL's bicubic resize antialiases when it shrinks; torch/cv2 bicubic would differ.
     resized = image.resize((width, height), resample=Image.BICUBIC)
     if flip:
         resized = resized.transpose(Image.FLIP_LEFT_RIGHT)
-    pad_top, pad_left = centred_pads(height, width, pad_size)
     canvas = np.zeros((3, pad_size, pad_size), dtype=np.float32)
     canvas[:, pad_top:pad_top + height, pad_left:pad_left + width] = normalise(np.asarray(resized))
     return canvas, [pad_top, pad_left, height, width]
 
 
-def preprocess_one(sample: ListedSample, out_dir: Path, pad_size: int) -> tuple[str, dict]:
+def preprocess_one(job: tuple[ListedSample, tuple[int, int]], out_dir: Path, pad_size: int,
+                   resume: bool = False) -> tuple[str, dict]:
+    sample, image_wh = job  # (width, height) from the image header
+    bins = [out_dir / f"{sample.image_id}_{k}.bin" for k in range(len(VARIANTS))]
+    # Bins are renamed into place only once complete: an image whose 8 bins all have the right
+    # size is finished, and its metadata follows from the image size.
+    if resume and all(is_finished_bin(path, (3, pad_size, pad_size), np.float32) for path in bins):
+        return sample.image_id, {"original_hw": [image_wh[1], image_wh[0]],
+                                 "variants": variant_records(image_wh, pad_size, sample.image_path)}
     try:
         with Image.open(sample.image_path) as opened:
             image = opened.convert("RGB")
@@ -101,9 +125,15 @@ def preprocess_one(sample: ListedSample, out_dir: Path, pad_size: int) -> tuple[
 def main(args: argparse.Namespace) -> int:
     samples = read_sample_list(args.data, args.val_list)
     check_exist(samples, labels=False)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    work = partial(preprocess_one, out_dir=args.out_dir, pad_size=args.pad_size)
-    images = dict(map_with_progress(work, samples, args.workers, desc="Preprocess"))
+    # Broken or too large images stop the run now, not an hour into it.
+    sizes_wh = image_sizes([sample.image_path for sample in samples])
+    for sample, size_wh in zip(samples, sizes_wh):
+        variant_pads(size_wh, max(SCALES), args.pad_size, sample.image_path)
+    output_folder(args.out_dir)
+    if args.resume:
+        remove_stale_temps(args.out_dir)
+    work = partial(preprocess_one, out_dir=args.out_dir, pad_size=args.pad_size, resume=args.resume)
+    images = dict(map_with_progress(work, list(zip(samples, sizes_wh)), args.workers, desc="Preprocess"))
     meta = {"pad_size": args.pad_size, "scales": list(SCALES), "flip": True,
             "mean_rgb": list(MEAN_RGB), "std_rgb": list(STD_RGB),
             "bin": {"dtype": "float32", "shape": [3, args.pad_size, args.pad_size]},
