@@ -25,11 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.binio import list_bins, read_bin
+from common.binio import list_bins, read_bin, require_finite
 from common.cli import UserError, script_entry
 from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name,
                              list_cityscapes_labels, read_cityscapes_train_ids)
 from common.fsio import write_json_atomic
+from common.results import warn_left_out
 from common.metrics import ConfusionMatrix
 from common.parallel import map_with_progress
 from common.validate import output_file_parent
@@ -78,7 +79,8 @@ def pair_outputs_with_labels(outputs: dict[str, dict[int, Path]], labels: dict[s
     if extra:
         first = next(iter(outputs[extra[0]].values()))
         raise UserError(f"{first}: no label {extra[0]}_gtFine_labelIds.png for this output "
-                        f"({len(extra)} output name(s) without a label): wrong --data_path?")
+                        f"({len(extra)} output name(s) without a label, first: "
+                        f"{', '.join(extra[:SHOW_FIRST])}): wrong --data_path?")
     matched = [name for name in labels if index in outputs.get(name, {})]
     missing = [name for name in labels if name not in matched]
     if missing and not allow_missing:
@@ -98,9 +100,7 @@ def score_one(name: str, labels: dict[str, Path], outputs: dict[str, dict[int, P
     matrices = []
     for index in indices:
         path = outputs[name][index]
-        logits = read_bin(path, (NUM_CLASSES, *logits_hw), np.float32)
-        if not np.isfinite(logits).all():
-            raise UserError(f"{path}: output holds NaN or Inf values")
+        logits = require_finite(read_bin(path, (NUM_CLASSES, *logits_hw), np.float32), path)
         matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
         matrix.update(train_ids, upsample_argmax(logits, train_ids.shape))
         matrices.append(matrix.matrix)
@@ -156,6 +156,7 @@ def main(args: argparse.Namespace) -> int:
     labels = list_cityscapes_labels(args.data_path)
     outputs = index_outputs(res_path)
     names, missing = pair_outputs_with_labels(outputs, labels, args.output_index, args.allow_missing)
+    warn_left_out(missing, len(labels))
     score_aux = args.aux_index >= 0 and all(args.aux_index in outputs[name] for name in names)
     indices = (args.output_index, args.aux_index) if score_aux else (args.output_index,)
 
@@ -170,7 +171,8 @@ def main(args: argparse.Namespace) -> int:
     aux = matrices[1] if score_aux else None
     main_entry = metrics_entry(ocr)
     result = {"title": JSON_TITLE, "value": {"Iou_array": main_entry["Iou_array"], "mean_Iou": main_entry["mean_Iou"]},
-              "classes": list(CITYSCAPES_CLASSES), "images": ocr.images, "images_left_out": missing,
+              "classes": list(CITYSCAPES_CLASSES), "images": ocr.images, "images_left_out": len(missing),
+              "images_left_out_names": missing,
               "res_path": str(res_path), "ocr_head": main_entry,
               "aux_head": metrics_entry(aux) if aux is not None else None}
     print(format_table(ocr, aux))

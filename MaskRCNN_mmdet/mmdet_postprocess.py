@@ -28,13 +28,13 @@ import torch.nn.functional as F
 
 import model
 from common import coco_eval
-from common.binio import parse_info, read_bin
+from common.binio import parse_info, read_bin, require_finite
 from common.cli import UserError, script_entry
 from common.datasets import COCO_CATEGORY_IDS, COCO_CLASSES, CocoInstances
 from common.fsio import atomic_path, write_json_atomic, write_text_atomic
 from common.geometry import Letterbox
 from common.parallel import map_with_progress
-from common.results import input_folder_of, match_outputs, output_file
+from common.results import input_folder_of, match_outputs, output_file, warn_left_out
 
 META_NAME = "preprocess_meta.json"
 MASK_THRESHOLD = 0.5  # test_cfg.rcnn.mask_thr_binary
@@ -46,11 +46,12 @@ TXT_SCORE_THRESHOLD = 0.05
 def read_outputs(result_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dets [100,5] float32, labels [100] (int32 after label_to_int32.py, else int64), masks."""
     count, classes, size = model.MAX_PER_IMG, model.NUM_CLASSES, model.MASK_SIZE
-    dets = read_bin(output_file(result_dir, stem, 0), (count, 5), np.float32)
+    dets_path, masks_path = output_file(result_dir, stem, 0), output_file(result_dir, stem, 2)
+    dets = require_finite(read_bin(dets_path, (count, 5), np.float32), dets_path)
     labels_path = output_file(result_dir, stem, 1)
     labels_dtype = np.int32 if labels_path.is_file() and labels_path.stat().st_size == count * 4 else np.int64
     labels = read_bin(labels_path, (count,), labels_dtype).astype(np.int64)
-    masks = read_bin(output_file(result_dir, stem, 2), (count, classes, size, size), np.float32)
+    masks = require_finite(read_bin(masks_path, (count, classes, size, size), np.float32), masks_path)
     return dets, labels, masks
 
 
@@ -237,6 +238,7 @@ def main(args: argparse.Namespace) -> int:
     samples = listed_samples(args.test_annotation, dataset, geometry)
     stems, missing = match_outputs(result_dir, [s[0] for s in samples], num_outputs=3,
                                    allow_missing=args.allow_missing)
+    warn_left_out(missing, len(samples))
     kept = set(stems)
     samples = [s for s in samples if s[0] in kept]
     det_dir = Path(args.det_results_path)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 import model
-from common.binio import read_bin
+from common.binio import read_bin, require_finite
 from common.cli import UserError, script_entry
 from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABELS, CityscapesFine,
                              read_cityscapes_train_ids)
@@ -32,7 +32,7 @@ from common.fsio import atomic_path
 from common.metrics import ConfusionMatrix
 from common.parallel import map_with_progress
 from common.report import report_segmentation
-from common.results import input_folder_of, match_outputs, output_file
+from common.results import input_folder_of, match_outputs, output_file, warn_left_out
 
 NUM_CLASSES = len(CITYSCAPES_CLASSES)
 META_NAME = "preprocess_meta.json"
@@ -68,9 +68,7 @@ def read_prediction(path: Path, input_hw: tuple[int, int], label_hw: tuple[int, 
     kind = output_kind(path, input_hw)
     _, dtype, has_class_axis = OUTPUT_KINDS[kind]
     if has_class_axis:
-        logits = read_bin(path, (NUM_CLASSES, *input_hw), dtype)
-        if not np.isfinite(logits).all():
-            raise UserError(f"{path}: output holds NaN or Inf values")
+        logits = require_finite(read_bin(path, (NUM_CLASSES, *input_hw), dtype), path)
         if tuple(label_hw) != tuple(input_hw):
             hwc = np.ascontiguousarray(logits.transpose(1, 2, 0))
             logits = cv2.resize(hwc, label_hw[::-1], interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
@@ -138,6 +136,7 @@ def main(args: argparse.Namespace) -> int:
     input_hw = read_input_hw(meta_path, args.input_size)
     by_stem = {sample.image_path.name.split(".", 1)[0]: sample for sample in dataset}
     stems, missing = match_outputs(result_dir, list(by_stem), allow_missing=args.allow_missing)
+    warn_left_out(missing, len(by_stem))
     pred_dir = Path(args.pred_dir) if args.pred_dir else None
     if pred_dir is not None:
         pred_dir.mkdir(parents=True, exist_ok=True)

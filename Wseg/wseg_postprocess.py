@@ -25,11 +25,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 import model
-from common.binio import read_bin
+from common.binio import read_bin, require_finite
 from common.cli import UserError, script_entry
 from common.fsio import atomic_path, write_json_atomic
 from common.parallel import map_with_progress
-from common.results import input_folder_of, match_outputs
+from common.results import input_folder_of, match_outputs, warn_left_out
+from common.validate import image_sizes
 from common.voc_lists import ListedSample, check_exist, read_sample_list
 
 META_NAME = "wseg_preprocess_meta.json"  # written by wseg_preprocess.py
@@ -170,12 +171,12 @@ def write_png(path: Path, class_map: np.ndarray) -> None:
 def read_outputs(result_dir: Path, image_id: str, pad_size: int) -> tuple[np.ndarray, list[torch.Tensor]]:
     scores, masks = [], []
     for k in range(NUM_VARIANTS):
-        scores.append(read_bin(result_dir / f"{image_id}_{k}_0.bin", (NUM_CLASSES - 1,)))
+        scores_path = result_dir / f"{image_id}_{k}_0.bin"
+        # A NaN class score would silently drop the class (NaN > FP_CUT_SCORE is False).
+        scores.append(require_finite(read_bin(scores_path, (NUM_CLASSES - 1,)), scores_path))
         mask_path = result_dir / f"{image_id}_{k}_1.bin"
         side = mask_side(mask_path, pad_size)
-        mask = read_bin(mask_path, (NUM_CLASSES, side, side))
-        if not np.isfinite(mask).all():
-            raise UserError(f"{mask_path}: output holds NaN or Inf values")
+        mask = require_finite(read_bin(mask_path, (NUM_CLASSES, side, side)), mask_path)
         masks.append(torch.from_numpy(mask.copy()))
     return np.stack(scores), masks
 
@@ -205,6 +206,7 @@ def postprocess_one(sample: ListedSample, result_dir: Path, out_dir: Path, meta:
 def main(args: argparse.Namespace) -> int:
     samples = read_sample_list(args.data, args.val_list)
     check_exist(samples, labels=False)
+    image_sizes([s.image_path for s in samples])  # the CRF reads each image: a broken one fails now
     meta = load_meta(find_meta(args))
     stems = [f"{s.image_id}_{k}" for s in samples for k in range(NUM_VARIANTS)]
     complete, _ = match_outputs(args.result_dir, stems, num_outputs=2,
@@ -213,6 +215,8 @@ def main(args: argparse.Namespace) -> int:
     ready = [s for s in samples if all(f"{s.image_id}_{k}" in complete for k in range(NUM_VARIANTS))]
     if not ready:
         raise UserError(f"{args.result_dir}: no image has all {NUM_VARIANTS} outputs")
+    ready_ids = {s.image_id for s in ready}
+    warn_left_out([s.image_id for s in samples if s.image_id not in ready_ids], len(samples))
     crf_mode = "off" if crf_backend(args.crf) is None else "on"
     work = partial(postprocess_one, result_dir=args.result_dir, out_dir=args.out_dir, meta=meta,
                    crf_mode=crf_mode)
