@@ -26,6 +26,8 @@ from common.fsio import write_json_atomic
 from common.packs import PACKS, REPO_ROOT
 
 BENCH_DIR = Path(__file__).resolve().parent
+RUN_ORDER = ("RefineNet", "3D_HRNet", "PointRend", "MaskRCNN_mmdet", "Wseg")
+assert sorted(RUN_ORDER) == sorted(PACKS)
 
 
 def log(message: str) -> None:
@@ -132,7 +134,8 @@ def run_tuning(args, results_dir: Path, work: Path) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and counts (smoke test)")
-    parser.add_argument("--packs", nargs="+", default=list(PACKS), choices=list(PACKS))
+    parser.add_argument("--packs", nargs="+", default=list(RUN_ORDER), choices=list(PACKS),
+                        help="default: all, cheapest first (Wseg's 5.4 TFLOP per input last)")
     parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "segzoo_bench"),
                         help="scratch folder for models, datasets and bins (several GB in a full run)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
