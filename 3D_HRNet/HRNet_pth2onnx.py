@@ -14,6 +14,7 @@ import torch
 import model
 from common.cli import UserError, script_entry
 from common.onnx_tools import export_onnx
+from common.validate import output_file_parent
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("output1", "output2")  # aux logits, OCR logits (the guide's names and order)
@@ -33,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
+    output_file_parent(args.save_path)  # before the slow load and export, not after them
     height, width = args.input_hw
     if height < 32 or width < 32:
         # below 32 pixels the 1/32 branch would be a single pixel or less

@@ -23,6 +23,7 @@ import torch
 import model
 from common.cli import UserError, script_entry
 from common.onnx_tools import export_onnx
+from common.validate import output_file_parent
 
 PACK = "MaskRCNN_mmdet"
 INPUT_NAMES = ("input",)
@@ -49,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
+    output_file_parent(args.output_file)  # before the slow load and export, not after them
     checkpoint = Path(args.paths[-1])
     if args.opset < MIN_OPSET:
         raise UserError(f"--opset {args.opset}: the graph needs opset >= {MIN_OPSET}")

@@ -21,6 +21,7 @@ import torch
 import model
 from common.cli import UserError, script_entry
 from common.onnx_tools import export_onnx
+from common.validate import output_file_parent
 
 PACK = "PointRend"
 # Effective values of pointrend_semantic_R_101_FPN_1x_cityscapes.yaml with its bases.
@@ -142,6 +143,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
+    output_file_parent(args.output)  # before the slow load and export, not after them
     config, chain = read_config(args.config)
     if args.config is not None and not chain:
         print(f"note: config {args.config} not found; using the Cityscapes config values")

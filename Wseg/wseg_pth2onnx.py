@@ -21,6 +21,7 @@ import torch
 import model
 from common.cli import UserError, script_entry
 from common.onnx_tools import export_onnx
+from common.validate import output_file_parent
 
 DEFAULT_INPUT_SIZE = 1024  # TEST.PAD_SIZE of voc_resnet38.yaml
 INPUT_NAMES = ["image"]
@@ -85,6 +86,7 @@ def input_size_from(args: argparse.Namespace, config: dict | None) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    output_file_parent(args.output)  # before the slow load and export, not after them
     config = read_config(args.config) if args.config is not None else None
     size = input_size_from(args, config)
     options = {"lean_mask": bool(args.lean_mask)}

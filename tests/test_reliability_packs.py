@@ -435,3 +435,12 @@ def test_detectron2_pickle_given_to_a_torch_pack_names_the_model(pack, tmp_path,
     script, argv = EXPORTS[pack]
     code, lines = run_cli(load_pack_module(pack, script), *argv(path, tmp_path / "x.onnx"), capsys=capsys)
     expect_one_line(code, lines, f"{path}: ", "the tensors under 'model' are those of a PointRend checkpoint")
+
+
+@pytest.mark.parametrize("pack", ALL_PACKS)
+def test_onnx_path_that_is_a_folder_fails_before_loading(pack, tmp_path, capsys):
+    (tmp_path / "out.onnx").mkdir()
+    script, argv = EXPORTS[pack]
+    code, lines = run_cli(load_pack_module(pack, script), *argv(tmp_path / "absent.pth", tmp_path / "out.onnx"),
+                          capsys=capsys)
+    expect_one_line(code, lines, f"{tmp_path}/out.onnx: is a folder, expected a file name")
