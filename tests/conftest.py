@@ -30,6 +30,23 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip() and "%|" not in line]
 
 
+def run_cli(module, *argv, capsys) -> tuple[int, list[str]]:
+    """Exit code and the non-progress stderr lines of a script run in-process."""
+    from common import cli
+    code = cli.run_script(module.main, module.parse_args, [str(a) for a in argv])
+    err = capsys.readouterr().err
+    return code, [line for line in err.splitlines() if line.strip() and "%|" not in line]
+
+
+def expect_one_line(code: int, lines: list[str], *fragments: str) -> str:
+    """Assert a user error: exit code 2 and exactly one stderr line holding every fragment."""
+    assert code == 2, lines
+    assert len(lines) == 1, lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def synthetic_voc(tmp_path_factory) -> Path:
     """A VOCdevkit parent folder with 4 small images (long sides 500 and not 500)."""

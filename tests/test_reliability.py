@@ -31,7 +31,7 @@ from common.demo_weights import manifest_shapes
 from common.fsio import atomic_path, is_temp_name
 from common.packs import load_pack_module
 from common.results import match_outputs
-from conftest import REPO_ROOT, error_lines, run_script
+from conftest import REPO_ROOT, error_lines, run_script, expect_one_line, run_cli
 
 SIZE = 64
 OUT_HW = 16  # RefineNet output side for a 64 input
@@ -43,21 +43,6 @@ torch_infer_py = __import__("common.torch_infer", fromlist=["main"])
 pack_summary_py = __import__("common.pack_summary", fromlist=["main"])
 collect_summary_py = __import__("common.collect_summary", fromlist=["main"])
 info_cli_py = __import__("common.info_cli", fromlist=["main"])
-
-
-def run_cli(module, *argv, capsys) -> tuple[int, list[str]]:
-    """Exit code and the non-progress stderr lines of a script run in-process."""
-    code = cli.run_script(module.main, module.parse_args, [str(a) for a in argv])
-    err = capsys.readouterr().err
-    return code, [line for line in err.splitlines() if line.strip() and "%|" not in line]
-
-
-def expect_one_line(code: int, lines: list[str], *fragments: str) -> str:
-    assert code == 2, lines
-    assert len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import expect_one_line, run_cli
 from common import cli
 from common.binio import list_bins, write_bin
 from common.demo_weights import manifest_shapes
@@ -32,21 +33,6 @@ WSEG_PAD = 64  # Wseg's largest scale is 2.0: images up to 32 px fit
 MMDET_CANVAS = 64
 IMAGE_COUNT = 3
 ALL_PACKS = ("PointRend", "3D_HRNet", "Wseg", "MaskRCNN_mmdet")
-
-
-def run_cli(module, *argv, capsys) -> tuple[int, list[str]]:
-    """Exit code and the non-progress stderr lines of a script run in-process."""
-    code = cli.run_script(module.main, module.parse_args, [str(a) for a in argv])
-    err = capsys.readouterr().err
-    return code, [line for line in err.splitlines() if line.strip() and "%|" not in line]
-
-
-def expect_one_line(code: int, lines: list[str], *fragments: str) -> str:
-    assert code == 2, lines
-    assert len(lines) == 1, lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 # ---- datasets (written once, copied by the tests that break them) --------------------------
