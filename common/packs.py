@@ -2,7 +2,9 @@
 
 Pack folders (`3D_HRNet/`, ...) are not Python packages and every pack has a `model.py`, so
 each module is loaded under a unique name; while a pack script is loaded, `model` points at
-that pack's own model module, which is what `import model` in the script expects.
+that pack's own model module, which is what `import model` in the script expects. Other
+sibling modules carry pack-unique names (`pointrend_constants`), found through the pack folder,
+which is on sys.path while a pack module loads (as it is when the script runs itself).
 """
 from __future__ import annotations
 
@@ -43,9 +45,12 @@ def _load_unique(pack: str, module_name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(unique, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
+    sys.path.insert(0, str(pack_dir(pack)))
     try:
         spec.loader.exec_module(module)
     except BaseException:
         sys.modules.pop(unique, None)
         raise
+    finally:
+        sys.path.remove(str(pack_dir(pack)))
     return module
