@@ -62,3 +62,24 @@ def test_report_dict_and_table_name_classes():
     result = cm.to_dict(["bg", "fg"])
     assert result["per_class_iou"] == {"bg": 0.5, "fg": 0.0}
     assert "bg" in cm.table(["bg", "fg"]) and "mIoU" in str(cm)
+
+
+@pytest.mark.parametrize("ignore_index", [255, 0, 300])
+def test_uint8_fast_path_counts_as_the_masked_path(ignore_index):
+    rng = np.random.default_rng(ignore_index)
+    target = rng.integers(0, 256, size=(64, 80)).astype(np.uint8)  # ids >= 19 are void
+    target[rng.random(target.shape) < 0.6] = rng.integers(0, 19, size=1)[0]
+    pred = rng.integers(0, 19, size=target.shape).astype(np.uint8)
+    fast, masked = ConfusionMatrix(19, ignore_index), ConfusionMatrix(19, ignore_index)
+    fast.update(target, pred)
+    masked.update(target.astype(np.int64), pred.astype(np.int64))  # not uint8: the masked path
+    np.testing.assert_array_equal(fast.matrix, masked.matrix)
+    assert fast.matrix.sum() > 0
+
+
+def test_uint8_prediction_out_of_range_on_a_counted_pixel_is_refused():
+    target = np.zeros((4, 4), dtype=np.uint8)
+    pred = np.zeros((4, 4), dtype=np.uint8)
+    pred[1, 1] = 19
+    with pytest.raises(UserError, match="outside 0..18"):
+        ConfusionMatrix(19, 255).update(target, pred)
