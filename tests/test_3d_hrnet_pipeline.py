@@ -17,6 +17,7 @@ from common.onnx_tools import get_attribute, read_metadata
 from common.packs import load_pack_module
 from common.parity import compare_arrays
 from common.synth import write_synthetic_cityscapes
+from common.upsample import bilinear_argmax
 from conftest import error_lines, run_script
 
 HEIGHT, WIDTH = 64, 128  # the guide's 1024x2048 divided by 16
@@ -45,7 +46,8 @@ def pipeline(tmp_path_factory):
                "--input", work / "prep", "--output", work / "result", "--output_dirname", "torch")
     for name in ("ort", "ort_nearest", "torch"):
         run_script(PACK, "HRNet_postprocess.py", "--res_path", work / "result" / name, "--data_path",
-                   work / "data" / "cityscapes" / "gtFine" / "val", "--save_path", work / f"metric_{name}.json")
+                   work / "data" / "cityscapes" / "gtFine" / "val", "--save_path", work / f"metric_{name}.json",
+                   "--aux_index", 0)
     return {"work": work, "export_stdout": export.stdout, "fix_stdout": fix.stdout}
 
 
@@ -219,7 +221,7 @@ def test_metric_agrees_with_an_independent_computation(pipeline):
 def test_upsampling_is_bilinear_align_corners():
     logits = np.random.default_rng(0).normal(size=(19, 4, 8)).astype(np.float32)
     expected = _bilinear_align_corners(logits.astype(np.float64), (16, 32)).argmax(0)
-    np.testing.assert_array_equal(postprocess_py.upsample_argmax(logits, (16, 32)), expected)
+    np.testing.assert_array_equal(bilinear_argmax(logits, (16, 32), align_corners=True), expected)
 
 
 def test_modelzoo_bin_names_score_the_same(pipeline, tmp_path):
@@ -241,10 +243,10 @@ def broken_results(pipeline, tmp_path):
     return folder
 
 
-def _postprocess_error(pipeline, res_path, tmp_path) -> str:
+def _postprocess_error(pipeline, res_path, tmp_path, *extra: str) -> str:
     args = postprocess_py.parse_args(["--res_path", str(res_path), "--data_path",
                                       str(pipeline["work"] / "data" / "cityscapes" / "gtFine" / "val"),
-                                      "--save_path", str(tmp_path / "x.json")])
+                                      "--save_path", str(tmp_path / "x.json"), *extra])
     with pytest.raises(UserError) as caught:
         postprocess_py.main(args)
     assert not (tmp_path / "x.json").exists()
@@ -274,3 +276,20 @@ def test_wrong_size_bin_is_one_line_and_exit_2(pipeline, broken_results, tmp_pat
 def test_prediction_without_label_names_it(pipeline, broken_results, tmp_path):
     shutil.copy(next(broken_results.glob("*_1.bin")), broken_results / "bonn_000000_000019_leftImg8bit_1.bin")
     assert "bonn_000000_000019" in _postprocess_error(pipeline, broken_results, tmp_path)
+
+
+def test_aux_scoring_asked_without_aux_outputs_names_the_file(pipeline, broken_results, tmp_path):
+    victim = sorted(broken_results.glob("*_0.bin"))[2]
+    victim.unlink()
+    ocr_file = victim.name.replace("_0.bin", "_1.bin")
+    assert ocr_file in _postprocess_error(pipeline, broken_results, tmp_path, "--aux_index", "0")
+
+
+def test_by_default_only_the_ocr_output_is_scored(pipeline, tmp_path):
+    args = postprocess_py.parse_args(["--res_path", str(pipeline["work"] / "result" / "ort"), "--data_path",
+                                      str(pipeline["work"] / "data" / "cityscapes" / "gtFine" / "val"),
+                                      "--save_path", str(tmp_path / "ocr.json")])
+    postprocess_py.main(args)
+    metric = json.loads((tmp_path / "ocr.json").read_text())
+    assert metric["aux_head"] is None
+    assert metric["value"] == _metric(pipeline, "ort")["value"]
