@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import model
+import pointrend_constants as constants
 from common.binio import read_bin, require_finite
 from common.cli import UserError, script_entry
 from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABELS, CityscapesFine,
@@ -96,9 +96,9 @@ def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None) -> np.n
 
 def read_input_hw(meta_path: Path | None, fallback) -> tuple[int, int]:
     if meta_path is None or not meta_path.is_file():
-        return model.check_input_hw(fallback)
+        return constants.check_input_hw(fallback)
     try:
-        return model.check_input_hw(json.loads(meta_path.read_text(encoding="utf-8"))["input_hw"])
+        return constants.check_input_hw(json.loads(meta_path.read_text(encoding="utf-8"))["input_hw"])
     except (ValueError, KeyError, TypeError):
         raise UserError(f"{meta_path}: not a PointRend preprocess metadata file") from None
 
@@ -110,7 +110,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--meta", default=None, help=f"the preprocess {META_NAME} (default: found "
                         "through the run's summary JSON)")
     parser.add_argument("--input_size", "--input-size", type=int, nargs=2, metavar=("H", "W"),
-                        default=list(model.DEFAULT_INPUT_HW), help="model input size when no "
+                        default=list(constants.DEFAULT_INPUT_HW), help="model input size when no "
                         "metadata is found (default 1024 2048)")
     parser.add_argument("--split", default="val")
     parser.add_argument("--save_path", "--save-path", default=None,

@@ -20,15 +20,28 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import model
+import pointrend_constants as constants
 from common.binio import is_finished_bin, write_bin
 from common.cli import script_entry
 from common.datasets import CityscapesFine, read_image_bgr
 from common.fsio import remove_stale_temps, write_json_atomic
 from common.parallel import map_with_progress
+from common.pixel_lut import PixelLUT
 from common.validate import image_sizes, output_folder
 
 META_NAME = "preprocess_meta.json"
+
+
+def subtract_mean_reference(image_bgr: np.ndarray) -> np.ndarray:
+    """HWC uint8 BGR -> CHW float32 (x - mean) / std, detectron2's normalisation."""
+    mean = np.asarray(constants.PIXEL_MEAN_BGR, dtype=np.float32)
+    std = np.asarray(constants.PIXEL_STD_BGR, dtype=np.float32)
+    normalised = (image_bgr.astype(np.float32) - mean) / std
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+
+
+# The same numbers from a table of the reference's 3 x 256 values (many times faster).
+subtract_mean = PixelLUT(subtract_mean_reference, source_channels=(0, 1, 2))
 
 
 def normalise_bgr(image_bgr: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
@@ -36,10 +49,7 @@ def normalise_bgr(image_bgr: np.ndarray, input_hw: tuple[int, int]) -> np.ndarra
     height, width = input_hw
     if image_bgr.shape[:2] != (height, width):
         image_bgr = cv2.resize(image_bgr, (width, height), interpolation=cv2.INTER_LINEAR)
-    mean = np.asarray(model.PIXEL_MEAN_BGR, dtype=np.float32)
-    std = np.asarray(model.PIXEL_STD_BGR, dtype=np.float32)
-    normalised = (image_bgr.astype(np.float32) - mean) / std
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+    return subtract_mean(image_bgr)
 
 
 def bin_name(image_path: Path) -> str:
@@ -64,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("data_dir", help="Cityscapes root (holds leftImg8bit/, or cityscapes/leftImg8bit/)")
     parser.add_argument("save_dir", help="folder for the input bins")
     parser.add_argument("--input_size", "--input-size", type=int, nargs=2, metavar=("H", "W"),
-                        default=list(model.DEFAULT_INPUT_HW),
+                        default=list(constants.DEFAULT_INPUT_HW),
                         help="model input height and width (default 1024 2048; smaller for tests)")
     parser.add_argument("--split", default="val", help="dataset split (default val)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
@@ -74,7 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
-    input_hw = model.check_input_hw(args.input_size)
+    input_hw = constants.check_input_hw(args.input_size)
     dataset = CityscapesFine(args.data_dir, args.split, require_labels=False)
     images = [sample.image_path for sample in dataset]
     # A broken image stops the run now, not an hour into it.
@@ -88,8 +98,8 @@ def main(args: argparse.Namespace) -> int:
     resized = sum(1 for hw in original_sizes.values() if tuple(hw) != input_hw)
     write_json_atomic(save_dir / META_NAME, {
         "dataset": "cityscapes", "split": args.split, "input_hw": list(input_hw),
-        "layout": "float32 CHW BGR minus pixel mean", "pixel_mean_bgr": list(model.PIXEL_MEAN_BGR),
-        "pixel_std_bgr": list(model.PIXEL_STD_BGR),
+        "layout": "float32 CHW BGR minus pixel mean", "pixel_mean_bgr": list(constants.PIXEL_MEAN_BGR),
+        "pixel_std_bgr": list(constants.PIXEL_STD_BGR),
         "images": {stem: {"original_hw": hw} for stem, hw in original_sizes.items()},
     })
     note = f" ({resized} resized from another size)" if resized else ""

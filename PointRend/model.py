@@ -24,15 +24,9 @@ from torch import nn
 from common.checkpoint import extract_state_dict, load_strict, read_checkpoint
 from common.cli import UserError
 from common.demo_weights import as_numpy, random_state_dict, save_numpy_pickle
+from pointrend_constants import (DEFAULT_INPUT_HW, NUM_CLASSES, PIXEL_MEAN_BGR, PIXEL_STD_BGR,  # noqa: F401
+                                 SIZE_DIVISIBILITY, check_input_hw)
 
-NUM_CLASSES = 19
-# Cityscapes test size of the published model (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST).
-DEFAULT_INPUT_HW = (1024, 2048)
-# detectron2 MODEL.PIXEL_MEAN / PIXEL_STD, BGR order, 0..255 scale (MSRA/C2 convention).
-PIXEL_MEAN_BGR = (103.530, 116.280, 123.675)
-PIXEL_STD_BGR = (1.0, 1.0, 1.0)
-# res5 stride: the FPN top-down sums need every level to be exactly half the previous one.
-SIZE_DIVISIBILITY = 32
 # POINT_HEAD.SUBDIVISION_STEPS / SUBDIVISION_NUM_POINTS of the Cityscapes config.
 SUBDIVISION_STEPS = 2
 SUBDIVISION_NUM_POINTS = 8192
@@ -388,18 +382,6 @@ class PointRendSemSeg(nn.Module):
         check_input_hw((height, width))
         if self.input_hw is not None and (height, width) != self.input_hw:
             raise UserError(f"model built for input {self.input_hw}, got {(height, width)}")
-
-
-def check_input_hw(input_hw) -> tuple[int, int]:
-    """Height and width must be positive multiples of 32 (the FPN's size divisibility)."""
-    try:
-        height, width = (int(v) for v in input_hw)
-    except (TypeError, ValueError):
-        raise UserError(f"input size must be two integers H W, got {input_hw!r}") from None
-    if height <= 0 or width <= 0 or height % SIZE_DIVISIBILITY or width % SIZE_DIVISIBILITY:
-        raise UserError(f"input size {height}x{width}: height and width must be positive "
-                        f"multiples of {SIZE_DIVISIBILITY}")
-    return height, width
 
 
 def output_spec(input_hw, class_map_dtype: str | None = None, num_classes: int = NUM_CLASSES):

@@ -20,6 +20,7 @@ from common.datasets import VOCSegmentation, read_image_rgb
 from common.fsio import remove_stale_temps, write_json_atomic
 from common.geometry import Letterbox, letterbox
 from common.parallel import map_with_progress
+from common.pixel_lut import PixelLUT
 from common.validate import image_sizes, output_folder
 
 MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -27,18 +28,27 @@ STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 META_NAME = "preprocess_meta.json"
 
 
+def normalise(image_hwc: np.ndarray) -> np.ndarray:
+    """albumentations Normalize: (x - mean*255) * (1 / (std*255)), in float32, HWC."""
+    return (image_hwc.astype(np.float32) - MEAN_RGB * 255.0) * (np.float32(1.0) / (STD_RGB * np.float32(255.0)))
+
+
+# For an image that is not resized, the same numbers from a table of its 3 x 256 values.
+normalise_uint8 = PixelLUT(lambda rgb: np.ascontiguousarray(normalise(rgb).transpose(2, 0, 1)), (0, 1, 2))
+
+
 def preprocess_image(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     box = letterbox(rgb.shape[:2], size)
-    image = rgb.astype(np.float32)
-    if box.resized_hw != box.original_hw:
-        image = cv2.resize(image, box.resized_hw[::-1], interpolation=cv2.INTER_LINEAR)
-    canvas = np.empty((size, size, 3), dtype=np.float32)
-    canvas[...] = MEAN_RGB * 255.0  # the pad value: exactly 0 once normalised
+    if box.resized_hw == box.original_hw:
+        chw = normalise_uint8(rgb)
+    else:  # resized on floats, as the guide's chain, then normalised
+        resized = cv2.resize(rgb.astype(np.float32), box.resized_hw[::-1], interpolation=cv2.INTER_LINEAR)
+        chw = normalise(resized).transpose(2, 0, 1)
+    # The pad is the mean colour, exactly 0 once normalised ((m - m) * k == +0.0).
+    canvas = np.zeros((3, size, size), dtype=np.float32)
     top, left = box.pad_top, box.pad_left
-    canvas[top:top + box.resized_hw[0], left:left + box.resized_hw[1]] = image
-    # albumentations computes (x - mean*255) * (1 / (std*255)) in float32
-    normalised = (canvas - MEAN_RGB * 255.0) * (np.float32(1.0) / (STD_RGB * np.float32(255.0)))
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32), box
+    canvas[:, top:top + box.resized_hw[0], left:left + box.resized_hw[1]] = chw
+    return canvas, box
 
 
 def _process_one(job: tuple[str, tuple[int, int]], dataset: VOCSegmentation, bin_dir: Path, size: int,
