@@ -172,9 +172,12 @@ def load_geometry(meta_path: Path | None, canvas_hw: tuple[int, int]) -> dict[st
 
 def listed_samples(info_path: str, dataset: CocoInstances, geometry: dict) -> list[tuple[str, int, str]]:
     """(stem, COCO image id, image path) of every info line; unknown names are UserErrors."""
-    samples, rotated = [], []
+    samples, rotated, seen = [], [], set()
     for _, path, width, height in parse_info(info_path):
         stem = Path(path).name.split(".", 1)[0]
+        if stem in seen:  # one image's detections are evaluated together, never in two parts
+            raise UserError(f"{info_path}: image {Path(path).name} is listed twice")
+        seen.add(stem)
         if stem not in dataset.id_by_stem:
             raise UserError(f"{info_path}: image {Path(path).name} is not in {dataset.annotation_json}")
         if stem not in geometry:
@@ -244,24 +247,31 @@ def main(args: argparse.Namespace) -> int:
     det_dir = Path(args.det_results_path)
     work = partial(process_one, result_dir=result_dir, geometry=geometry, det_dir=det_dir,
                    show=args.ifShowDetObj, show_threshold=args.show_score_thr)
-    detections = [det for found in map_with_progress(work, samples, args.workers, desc="Postprocess")
-                  for det in found]
-    bbox_results, segm_results = coco_results(detections, with_segm_bbox=not args.segm_area_from_mask)
-    write_json_atomic(det_dir / "detections_bbox.json", bbox_results)
-    write_json_atomic(det_dir / "detections_segm.json", segm_results)
     image_ids = [s[1] for s in samples]
-    stats = {iou_type: coco_eval.evaluate(dataset.coco, results, iou_type, image_ids, COCO_CATEGORY_IDS,
-                                          COCO_CLASSES)
-             for iou_type, results in (("bbox", bbox_results), ("segm", segm_results))}
+    evaluators = {iou_type: coco_eval.ChunkedCocoEval(dataset.coco, iou_type, image_ids, COCO_CATEGORY_IDS)
+                  for iou_type in ("bbox", "segm")}
+    # Each image's detections go to both files and both evaluators, then are dropped: memory
+    # does not grow with the dataset as it did when every detection was kept for the end.
+    with coco_eval.results_json(det_dir / "detections_bbox.json") as bbox_file, \
+            coco_eval.results_json(det_dir / "detections_segm.json") as segm_file:
+        found_per_image = map_with_progress(work, samples, args.workers, desc="Postprocess")
+        for image_id, detections in zip(image_ids, found_per_image):
+            bbox_results, segm_results = coco_results(detections, with_segm_bbox=not args.segm_area_from_mask)
+            bbox_file.write(bbox_results)
+            segm_file.write(segm_results)
+            evaluators["bbox"].add_image(image_id, bbox_results)
+            evaluators["segm"].add_image(image_id, segm_results)
+    detection_count = bbox_file.count
+    stats = {iou_type: evaluator.summarize(COCO_CLASSES) for iou_type, evaluator in evaluators.items()}
     print(coco_eval.per_class_table(stats))
     report = {"bbox": stats["bbox"], "segm": stats["segm"], "mmdet": coco_eval.mmdet_summary(stats),
-              "images": len(samples), "images_left_out": len(missing), "detections": len(detections),
+              "images": len(samples), "images_left_out": len(missing), "detections": detection_count,
               "segm_area": "mask" if args.segm_area_from_mask else "box (mmdet 2.8)",
               "result_dir": str(result_dir)}
     save_path = Path(args.save_path) if args.save_path else det_dir / "metrics.json"
     write_json_atomic(save_path, report)
     print(f"bbox mAP: {stats['bbox']['AP']:.4f}  segm mAP: {stats['segm']['AP']:.4f}  "
-          f"({len(detections)} detections on {len(samples)} images; metrics written to {save_path})")
+          f"({detection_count} detections on {len(samples)} images; metrics written to {save_path})")
     return 0
 
 

@@ -174,6 +174,71 @@ def test_ground_truth_outputs_score_ap_one_and_crowd_is_ignored(coco_case, tmp_p
     assert len(list(det_dir.glob("*.txt"))) == 4
 
 
+def _noisy_outputs(root: Path, result_dir: Path, seed: int) -> None:
+    """Per image: jittered ground-truth boxes and masks plus random false positives, some tied."""
+    rng = np.random.default_rng(seed)
+    dataset = CocoInstances(root / "coco")
+    meta = json.loads((root / "bins" / "preprocess_meta.json").read_text())["images"]
+    for image_id in dataset.image_ids:
+        stem = Path(dataset.coco.imgs[image_id]["file_name"]).stem
+        geometry = Letterbox.from_dict(meta[stem])
+        rows = []
+        for ann in dataset.coco.imgToAnns[image_id]:
+            box = _canvas_box(ann["bbox"], geometry) + rng.uniform(-2, 2, size=4).astype(np.float32)
+            mask28 = np.clip(_mask_28(dataset.coco.annToMask(ann), ann["bbox"]) + rng.uniform(-0.4, 0.4, (28, 28)), 0, 1)
+            rows.append((box, float(rng.uniform(0.2, 1.0)), COCO_CATEGORY_TO_LABEL[ann["category_id"]], mask28))
+        for _ in range(3):
+            x0, y0 = rng.uniform(0, CANVAS_HW[1] * 0.7), rng.uniform(0, CANVAS_HW[0] * 0.7)
+            box = np.array([x0, y0, x0 + rng.uniform(4, 40), y0 + rng.uniform(4, 40)], np.float32)
+            rows.append((box, 0.5, int(rng.integers(0, 80)), rng.random((28, 28), dtype=np.float32)))
+        rows.sort(key=lambda row: -row[1])
+        _write_outputs(result_dir, stem, rows, np.int32)
+
+
+def test_streamed_files_and_chunked_scores_equal_the_in_memory_way(coco_case, tmp_path, monkeypatch):
+    """The detection files and every score are what building full lists + one COCOeval gave."""
+    from pycocotools.cocoeval import COCOeval
+
+    from common import coco_eval
+    from common.datasets import COCO_CATEGORY_IDS, COCO_CLASSES
+    root, result_dir = coco_case, tmp_path / "result"
+    _noisy_outputs(root, result_dir, seed=8)
+    monkeypatch.setattr(coco_eval, "EVAL_CHUNK_IMAGES", 3)  # 4 images: a chunk of 3, then 1
+    det_dir = tmp_path / "det"
+    postprocess.main(postprocess.parse_args(_postprocess_args(root, result_dir, det_dir)))
+    report = json.loads((det_dir / "metrics.json").read_text())
+
+    dataset = CocoInstances(root / "coco")
+    geometry = postprocess.load_geometry(root / "bins" / "preprocess_meta.json", CANVAS_HW)
+    samples = postprocess.listed_samples(str(root / "val2017_jpg.info"), dataset, geometry)
+    detections = [det for stem, image_id, _ in samples
+                  for det in postprocess.image_detections(result_dir, stem, image_id, geometry[stem])]
+    expected = dict(zip(("bbox", "segm"), postprocess.coco_results(detections, with_segm_bbox=True)))
+    assert report["detections"] == len(detections) > 4
+    for iou_type, results in expected.items():
+        assert json.loads((det_dir / f"detections_{iou_type}.json").read_text()) == results
+        single_shot = COCOeval(dataset.coco, dataset.coco.loadRes(results), iou_type)
+        single_shot.params.catIds, single_shot.params.imgIds = list(COCO_CATEGORY_IDS), [s[1] for s in samples]
+        single_shot.params.maxDets = list(coco_eval.MAX_DETS)
+        single_shot.evaluate()
+        single_shot.accumulate()
+        single_shot.summarize()
+        assert [report[iou_type][name] for name in coco_eval.STAT_NAMES] == [float(v) for v in single_shot.stats]
+        assert report[iou_type]["per_class_AP"] == coco_eval.per_class_ap(single_shot, COCO_CLASSES)
+    assert 0 < report["bbox"]["AP"] < 1 and 0 < report["segm"]["AP"] < 1
+
+
+def test_an_image_listed_twice_is_a_user_error(coco_case, tmp_path):
+    root = coco_case
+    info = tmp_path / "twice.info"
+    lines = (root / "val2017_jpg.info").read_text().splitlines()
+    info.write_text("\n".join(lines + [lines[0]]) + "\n")
+    args = _postprocess_args(root, tmp_path / "result", tmp_path / "det")
+    args[args.index("--test_annotation") + 1] = str(info)
+    with pytest.raises(UserError, match=f"{info}: image .* is listed twice"):
+        postprocess.main(postprocess.parse_args(args))
+
+
 def test_all_padding_outputs_give_zero_ap_not_an_error(coco_case, tmp_path):
     root = coco_case
     result_dir = tmp_path / "result"
