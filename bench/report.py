@@ -114,6 +114,7 @@ def guide_comparison(result: dict) -> list[dict]:
         if parallel:
             entry["ours_parallel_ms"] = parallel[0][step]["ms_per_image"]
             entry["parallel_workers"] = parallel[0]["workers"]
+            entry["parallel_met"] = guide_ms / entry["ours_parallel_ms"] >= PREPOST_SPEEDUP_GOAL
         rows.append(entry)
     return rows
 
@@ -217,6 +218,8 @@ def goals_section(results: dict[str, dict], peak: float) -> list[str]:
             rows.append([pack, f"{entry['step']} >= 5x faster than the guide's {entry['guide_ms']:.0f} ms/img",
                          f"{entry['ours_ms']:.1f} ms/img, {entry['speedup']:.1f}x{extra}",
                          "met" if entry["met"] else
+                         f"met with {entry['parallel_workers']} workers ({entry['guide_ms'] / entry['ours_parallel_ms']:.1f}x); "
+                         f"one worker: {entry['speedup']:.1f}x" if entry.get("parallel_met") else
                          f"missed: {entry['speedup']:.1f}x, {entry['ours_ms'] - entry['guide_ms'] / PREPOST_SPEEDUP_GOAL:.1f} "
                          f"ms/img over the {entry['guide_ms'] / PREPOST_SPEEDUP_GOAL:.1f} ms/img goal (see Reading the goals below)"])
         flat = memory_flatness(result)

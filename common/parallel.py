@@ -25,8 +25,11 @@ def map_with_progress(func: Callable[[Item], Result], items: Sequence[Item], wor
                 bar.update()
             return
         context = multiprocessing.get_context("spawn" if _torch_threads_started() else "fork")
+        # Chunks of a few items save messaging on small images, but with only a few items per
+        # worker they would leave a worker idle at the end: one item at a time then.
+        chunksize = max(1, min(4, len(items) // (workers * 8)))
         with context.Pool(workers) as pool:
-            for result in pool.imap(func, items, chunksize=4):
+            for result in pool.imap(func, items, chunksize=chunksize):
                 yield result
                 bar.update()
     finally:
