@@ -90,6 +90,22 @@ def _probabilities(axis: int):
     return make
 
 
+def _segmentation_logits(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """(C, h, w) logits shaped like a segmentation network's: regions of one class (blocks of
+    16 x 16 output pixels) leading by a margin, with smooth noise. A postprocess whose cost
+    depends on the values (3D_HRNet's upsample + argmax works harder at class boundaries) is
+    then timed on something like real outputs; white noise would be its worst case."""
+    import cv2
+    classes, height, width = shape
+    block = 16
+    coarse = rng.integers(0, classes, size=(-(-height // block), -(-width // block)), dtype=np.int64)
+    regions = np.kron(coarse, np.ones((block, block), dtype=np.int64))[:height, :width]
+    one_hot = (np.arange(classes)[:, None, None] == regions[None]).astype(np.float32)
+    coarse_noise = rng.standard_normal((height // 8 + 1, width // 8 + 1, classes), dtype=np.float32)
+    noise = cv2.resize(coarse_noise, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, classes)
+    return 4.0 * one_hot + noise.transpose(2, 0, 1)
+
+
 # ---- datasets --------------------------------------------------------------------------------
 
 def _voc_dataset(folder: Path, count: int, image_hw: HW | None) -> Path:
@@ -152,7 +168,7 @@ HRNET = PackBench(
     postprocess=lambda root, result, work, workers, hw: Script("HRNet_postprocess", [
         "--res_path", str(result), "--data_path", str(root / "cityscapes" / "gtFine" / "val"),
         "--save_path", str(work / "miou.json"), "--workers", str(workers)]),
-    output_bins=lambda hw: [OutputBin((19, _ceil_quarter(hw[0]), _ceil_quarter(hw[1])))] * 2,
+    output_bins=lambda hw: [OutputBin((19, _ceil_quarter(hw[0]), _ceil_quarter(hw[1])), make=_segmentation_logits)] * 2,
     series=DataSet((128, 256), (128, 256)), quick_series=DataSet((64, 128), (64, 128)),
     real=DataSet((1024, 2048), (1024, 2048)), real_count=10,
     guide_ms_per_image={"preprocess": 180.0, "postprocess": 527.0}, goal_ratio=1.5,
