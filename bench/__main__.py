@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.machine import describe_machine, load_average, measure_peak
+from bench.machine import describe_machine, load_average, measure_disk_write, measure_peak
 from bench.registry import PACK_BENCHES
 from bench.report import write_report
 from common.fsio import write_json_atomic
@@ -164,6 +164,8 @@ def main(args: argparse.Namespace) -> int:
     size = 1024 if args.quick else 4096
     peaks = [measure_peak(args.threads, size)]
     log(f"matmul peak: {peaks[0]['peak_gflops']:.1f} GFLOP/s")
+    machine["disk_write"] = measure_disk_write(work, total_mib=240 if args.quick else 1536)
+    log(f"disk write, sustained: {machine['disk_write']['mb_per_s']:.0f} MB/s")
     benchmark_packs(args, results_dir, work, peaks[0]["peak_gflops"])
     # measured again at the end: on a shared machine the better of the two is nearer the truth
     peaks.append(measure_peak(args.threads, size))

@@ -122,3 +122,27 @@ def measure_peak(threads: int, size: int = 4096, repeats: int = 5) -> dict:
     return {"matmul_size": size, "threads": threads, "numpy_gflops": numpy_gflops,
             "torch_gflops": torch_gflops, "onnxruntime_gflops": onnxruntime_gflops,
             "peak_gflops": max(numpy_gflops, torch_gflops, onnxruntime_gflops)}
+
+
+def measure_disk_write(folder, total_mib: int = 1536, file_mib: int = 24) -> dict:
+    """Sustained MB/s of writing files of `file_mib` into `folder` (the work disk), as a
+    preprocess writes its bins: through the page cache, which Linux lets fill only up to its
+    dirty limit before each writer waits for the disk. `total_mib` is well past that limit
+    here, so the figure is what hundreds of bins get, not the first few."""
+    import numpy as np
+
+    folder = Path(folder) / "disk_write_probe"
+    folder.mkdir(parents=True, exist_ok=True)
+    block = np.ones(file_mib * 2 ** 20 // 4, dtype=np.float32)
+    files = total_mib // file_mib
+    start = time.perf_counter()
+    try:
+        for index in range(files):
+            block.tofile(folder / f"{index}.bin")
+        seconds = time.perf_counter() - start
+    finally:
+        for path in folder.glob("*.bin"):
+            path.unlink()
+        folder.rmdir()
+    return {"total_mib": files * file_mib, "file_mib": file_mib, "seconds": seconds,
+            "mb_per_s": files * file_mib * 2 ** 20 / 1e6 / seconds}

@@ -154,6 +154,7 @@ def measure_pre_post(entry: PackBench, work: Path, count: int, data: DataSet, wo
     bins = folder / "bins"
     log_path = folder / "log.txt"
     pre = measure_in_child(entry.pack, entry.preprocess(root, bins, workers, data.input_hw), folder / "pre.json", log_path)
+    pre["bin_bytes_per_image"] = sum(path.stat().st_size for path in list_bins(bins)) / count
     result = folder / "result" / "onnxruntime"
     written = write_synthetic_outputs(entry, bins, result, data.input_hw)
     for script in entry.before_postprocess(root, folder):
@@ -168,6 +169,7 @@ def measure_pre_post(entry: PackBench, work: Path, count: int, data: DataSet, wo
                      "img_per_s": count / measured["seconds"], "peak_rss_mib": measured["peak_rss_mib"],
                      "peak_rss_workers_mib": measured["peak_rss_workers_mib"],
                      "rss_after_imports_mib": measured["rss_after_imports_mib"]}
+    row["preprocess"]["bin_bytes_per_image"] = pre["bin_bytes_per_image"]
     log(f"{entry.pack} {label} n={count} workers={workers}: pre {row['preprocess']['ms_per_image']:.1f} ms/img "
         f"peak {pre['peak_rss_mib']:.0f} MiB, post {row['postprocess']['ms_per_image']:.1f} ms/img "
         f"peak {post['peak_rss_mib']:.0f} MiB")
