@@ -33,6 +33,7 @@ from common.metrics import ConfusionMatrix
 from common.parallel import map_with_progress
 from common.report import report_segmentation
 from common.results import input_folder_of, match_outputs, output_file, warn_left_out
+from common.upsample import argmax_classes
 
 NUM_CLASSES = len(CITYSCAPES_CLASSES)
 META_NAME = "preprocess_meta.json"
@@ -72,7 +73,7 @@ def read_prediction(path: Path, input_hw: tuple[int, int], label_hw: tuple[int, 
         if tuple(label_hw) != tuple(input_hw):
             hwc = np.ascontiguousarray(logits.transpose(1, 2, 0))
             logits = cv2.resize(hwc, label_hw[::-1], interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
-        return logits.argmax(axis=0).astype(np.uint8)
+        return argmax_classes(logits)
     class_map = read_bin(path, input_hw, dtype)
     if class_map.min() < 0 or class_map.max() >= NUM_CLASSES:
         raise UserError(f"{path}: class ids outside 0..{NUM_CLASSES - 1}")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.upsample import bilinear_argmax, linear_taps, settled_cells
+from common.upsample import argmax_classes, bilinear_argmax, linear_taps, settled_cells
 
 
 def _torch_argmax(logits: np.ndarray, size: tuple[int, int], align_corners: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -77,3 +77,11 @@ def test_ties_go_to_the_lowest_class_as_torch():
     logits[1] = 1.0
     logits[2] = 1.0
     assert (bilinear_argmax(logits, (8, 8), align_corners=True) == 1).all()
+
+
+def test_argmax_classes_is_numpys_first_maximum():
+    rng = np.random.default_rng(3)
+    logits = rng.integers(0, 4, size=(19, 30, 40)).astype(np.float32)  # many exact ties
+    got = argmax_classes(logits)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, logits.argmax(axis=0))
