@@ -53,4 +53,4 @@ step "reference: PyTorch on the same bins"
     --input "$WORK/prep_dataset" --output "$WORK/result" --output_dirname pytorch
 "$PY" HRNet_postprocess.py --res_path "$WORK/result/pytorch" --data_path "$DATA_ROOT/cityscapes/gtFine/val/" \
     --save_path "$WORK/metric_pytorch.json"
-"$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric mIoU --key value.mean_Iou --data "$DATA_LABEL"
+"$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric mIoU --key value.mean_Iou --classes 19 --data "$DATA_LABEL"

@@ -38,4 +38,4 @@ step "reference: PyTorch on the same bins"
 "$PY" -m common.torch_infer --model "$WORK/model/PointRend.onnx" --checkpoint "$CKPT" \
     --input "$WORK/prep_bin" --output "$WORK/result" --output_dirname pytorch
 "$PY" PointRend_postprocess.py "$DATA_ROOT" "$WORK/result/pytorch" --save_path "$WORK/metric_pytorch.json"
-"$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric mIoU --key miou --data "$DATA_LABEL"
+"$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric mIoU --key miou --classes 19 --data "$DATA_LABEL"

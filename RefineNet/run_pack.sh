@@ -38,4 +38,4 @@ step "reference: PyTorch on the same bins"
     --input "$WORK/prepare_dataset" --output "$WORK/result" --output_dirname pytorch
 "$PY" RefineNet_postprocess.py --val-dir "$DATA_ROOT" --result-dir "$WORK/result/pytorch" \
     --save_path "$WORK/metric_pytorch.json"
-"$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric mIoU --key miou --data "$DATA_LABEL"
+"$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric mIoU --key miou --classes 21 --data "$DATA_LABEL"

@@ -49,8 +49,15 @@ def lookup(values: dict, dotted_key: str, path: Path):
     return values
 
 
-def compare_output_folders(reference: Path, candidate: Path, dtypes: list[str]) -> Difference:
-    """Compare `<stem>_<k>.bin` pairs; output k is read with dtypes[k] (last one repeats)."""
+def compare_output_folders(reference: Path, candidate: Path, dtypes: list[str],
+                           classes: list[int | None] | None = None) -> Difference:
+    """Compare `<stem>_<k>.bin` pairs; output k is read with dtypes[k] (last one repeats).
+
+    `classes[k]` (last one repeats; None: not a class output) marks output k as per-class
+    scores, class axis first, when its dtype is a float, or as a class map when it is an
+    integer: the result then also holds the fraction of positions whose class differs, which
+    says more than the largest value difference when one near-tie flips (PointRend)."""
+    classes = classes or [None]
     differences = []
     # list_bins, not Path.glob: pathlib's `*` also matches the hidden temporary files that a
     # killed run leaves behind.
@@ -64,10 +71,36 @@ def compare_output_folders(reference: Path, candidate: Path, dtypes: list[str]) 
         if ref.shape != cand.shape:
             raise UserError(f"{cand_path}: {cand_path.stat().st_size} bytes, the PyTorch output has "
                             f"{ref_path.stat().st_size}")
-        differences.append(compare_arrays(ref, cand))
+        differences.append(compare_classes(ref, cand, classes[min(index, len(classes) - 1)], cand_path))
     if not differences:
         raise UserError(f"{reference}: no output bins to compare")
     return merge(differences)
+
+
+def compare_classes(ref: np.ndarray, cand: np.ndarray, num_classes: int | None, path: Path) -> Difference:
+    if num_classes is None:
+        return compare_arrays(ref, cand)
+    if np.issubdtype(ref.dtype, np.integer):  # a class map: compare the ids themselves
+        difference = compare_arrays(ref, cand)
+        difference.argmax_mismatch = float(np.mean(ref != cand)) if ref.size else 0.0
+        return difference
+    if ref.size % num_classes:
+        raise UserError(f"{path}: {ref.size} values do not split into {num_classes} class planes")
+    return compare_arrays(ref.reshape(num_classes, -1), cand.reshape(num_classes, -1), class_axis=0)
+
+
+def parse_classes(text: str) -> list[int | None]:
+    """`--classes 21` or `--classes -,21` (one entry per output, '-' for a non-class output)."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if part in ("", "-"):
+            values.append(None)
+        elif part.isdigit() and int(part) > 0:
+            values.append(int(part))
+        else:
+            raise UserError(f"--classes {text}: expected positive class counts or '-', comma separated")
+    return values
 
 
 def output_index(path: Path) -> int:
@@ -86,6 +119,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--key", required=True, help="dotted key of the metric in the metric JSONs")
     parser.add_argument("--backend", default="onnxruntime", help="backend result name under result/")
     parser.add_argument("--output-dtypes", default="float32", help="comma list, one per model output")
+    parser.add_argument("--classes", default="-",
+                        help="comma list, one per model output: number of classes of a per-class score output "
+                             "(class axis first) or class-map output, '-' for other outputs; last one repeats")
     parser.add_argument("--data", default="synthetic", help="what data was used (synthetic or a path)")
     parser.add_argument("--inputs-per-image", type=int, default=1,
                         help="model inputs made from one image (Wseg: 8 scales/flips), to count images")
@@ -102,13 +138,14 @@ def main(args: argparse.Namespace) -> int:
         lookup_number(summary, "samples", summary_paths[name])
         lookup_number(summary, "throughput", summary_paths[name])
     parity = compare_output_folders(work / "result" / "pytorch", work / "result" / args.backend,
-                                    args.output_dtypes.split(","))
+                                    args.output_dtypes.split(","), parse_classes(args.classes))
     row = {
         "pack": args.pack, "backend": args.backend,
         "images": summaries[args.backend]["samples"] // args.inputs_per_image,
         "metric": args.metric, "pytorch": values["pytorch"], "backend_value": values[args.backend],
         "difference": values[args.backend] - values["pytorch"], "parity_max_rel": parity.max_rel,
         "parity_max_abs": parity.max_abs, "parity_cosine": parity.cosine,
+        "parity_class_mismatch": parity.argmax_mismatch,
         "throughput_img_s": summaries[args.backend]["throughput"] / args.inputs_per_image,
         "pytorch_throughput_img_s": summaries["pytorch"]["throughput"] / args.inputs_per_image,
         "data": args.data,

@@ -22,13 +22,13 @@ def report_segmentation(matrix: ConfusionMatrix, class_names: Sequence[str], sav
 
 
 SUMMARY_COLUMNS = ("pack", "backend", "images", "metric", "pytorch", "backend_value", "difference",
-                   "parity_max_rel", "throughput_img_s")
+                   "parity_max_rel", "parity_class_mismatch", "throughput_img_s")
 
 
 def summary_markdown(rows: Sequence[Mapping]) -> str:
     header = ("| pack | backend | images | metric | PyTorch | backend | difference | "
-              "max rel. output diff | backend img/s |")
-    lines = [header, "|" + "---|" * 9]
+              "max rel. output diff | pixels of another class | backend img/s |")
+    lines = [header, "|" + "---|" * len(SUMMARY_COLUMNS)]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(col)) for col in SUMMARY_COLUMNS) + " |")
     return "\n".join(lines) + "\n"
