@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import model
+import mmdet_constants as constants
 from common.binio import is_finished_bin, list_bins, write_bin
 from common.cli import UserError, script_entry
 from common.fsio import remove_stale_temps, write_json_atomic
@@ -28,8 +28,8 @@ from common.validate import image_sizes, output_folder
 
 META_NAME = "preprocess_meta.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
-MEAN_RGB = np.array(model.PIXEL_MEAN_RGB, dtype=np.float32)
-INV_STD_RGB = (1.0 / np.array(model.PIXEL_STD_RGB, dtype=np.float64)).astype(np.float32)  # mmcv imnormalize
+MEAN_RGB = np.array(constants.PIXEL_MEAN_RGB, dtype=np.float32)
+INV_STD_RGB = (1.0 / np.array(constants.PIXEL_STD_RGB, dtype=np.float64)).astype(np.float32)  # mmcv imnormalize
 
 
 def fit_in_canvas(original_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> Letterbox:
@@ -85,9 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     canvas_hw = (args.model_input_height, args.model_input_width)
-    if min(canvas_hw) <= 0 or canvas_hw[0] % model.SIZE_DIVISOR or canvas_hw[1] % model.SIZE_DIVISOR:
+    if min(canvas_hw) <= 0 or canvas_hw[0] % constants.SIZE_DIVISOR or canvas_hw[1] % constants.SIZE_DIVISOR:
         raise UserError(f"model input {canvas_hw[0]}x{canvas_hw[1]}: height and width must be positive "
-                        f"multiples of {model.SIZE_DIVISOR}")
+                        f"multiples of {constants.SIZE_DIVISOR}")
     images = list_bins(args.image_src_path, IMAGE_SUFFIXES)
     image_sizes(images)  # a broken image stops the run now, not an hour into it
     bin_dir = output_folder(args.bin_file_path)

@@ -30,14 +30,10 @@ from common.checkpoint import load_checkpoint_into
 from common.cli import UserError
 from common.datasets import COCO_CLASSES
 from common.demo_weights import random_state_dict, save_torch_checkpoint
+from mmdet_constants import (MASK_SIZE, MAX_PER_IMG, NUM_CLASSES, PIXEL_MEAN_RGB, PIXEL_STD_RGB,  # noqa: F401
+                             SIZE_DIVISOR)
 
 MODEL_NAME = "MaskRCNN_mmdet"
-NUM_CLASSES = 80
-
-# mmdet 2.8 Normalize (RGB order) used by the preprocess; kept here as the model's contract.
-PIXEL_MEAN_RGB = (123.675, 116.28, 103.53)
-PIXEL_STD_RGB = (58.395, 57.12, 57.375)
-SIZE_DIVISOR = 32
 
 # AnchorGenerator of configs/_base_/models/mask_rcnn_r50_fpn.py
 ANCHOR_STRIDES = (4, 8, 16, 32, 64)
@@ -50,7 +46,6 @@ RPN_NMS_POST = 1000
 RPN_NMS_IOU = 0.7
 RCNN_SCORE_THR = 0.05
 RCNN_NMS_IOU = 0.5
-MAX_PER_IMG = 100
 
 RPN_STDS = (1.0, 1.0, 1.0, 1.0)
 RCNN_STDS = (0.1, 0.1, 0.2, 0.2)
@@ -62,7 +57,6 @@ ROI_STRIDES = (4, 8, 16, 32)
 FINEST_SCALE = 56
 BOX_ROI_SIZE = 7
 MASK_ROI_SIZE = 14
-MASK_SIZE = 28
 
 PADDED_LABEL = -1
 

@@ -85,6 +85,18 @@ def test_preprocess_rejects_a_size_that_is_not_a_multiple_of_32(tmp_path):
         preprocess.main(preprocess.parse_args(["--image_src_path", str(tmp_path), "--model_input_height", "100"]))
 
 
+@pytest.mark.parametrize("script", ["mmdet_preprocess"])
+def test_script_does_not_import_torch(script):
+    """Without torch a process starts faster and smaller, and --workers can fork (common/parallel.py)."""
+    import subprocess
+    import sys
+    probe = f"import sys, {script}; print(sorted(m for m in ('torch', 'torchvision', 'model') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent / "MaskRCNN_mmdet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 # ---- postprocess on outputs that encode the ground truth --------------------------------------
 
 def _canvas_box(box_xywh, geometry: Letterbox) -> np.ndarray:
