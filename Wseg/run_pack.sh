@@ -60,4 +60,4 @@ step "reference: PyTorch on the same bins"
 "$PY" eval_seg.py --data "$DATA_ROOT" --filelist "$WORK/val_list.txt" --masks "$WORK/output/pytorch/crf" \
     --save_path "$WORK/metric_pytorch.json"
 "$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric "mIoU (CRF)" --key miou --data "$DATA_LABEL" \
-    --inputs-per-image 8 --classes -,21
+    --inputs-per-image 8 --classes none,21

@@ -90,16 +90,16 @@ def compare_classes(ref: np.ndarray, cand: np.ndarray, num_classes: int | None, 
 
 
 def parse_classes(text: str) -> list[int | None]:
-    """`--classes 21` or `--classes -,21` (one entry per output, '-' for a non-class output)."""
+    """`--classes 21` or `--classes none,21` (one entry per output, 'none' for a non-class output)."""
     values = []
     for part in text.split(","):
         part = part.strip()
-        if part in ("", "-"):
+        if part.lower() in ("", "-", "none"):
             values.append(None)
         elif part.isdigit() and int(part) > 0:
             values.append(int(part))
         else:
-            raise UserError(f"--classes {text}: expected positive class counts or '-', comma separated")
+            raise UserError(f"--classes {text}: expected positive class counts or 'none', comma separated")
     return values
 
 
@@ -119,9 +119,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--key", required=True, help="dotted key of the metric in the metric JSONs")
     parser.add_argument("--backend", default="onnxruntime", help="backend result name under result/")
     parser.add_argument("--output-dtypes", default="float32", help="comma list, one per model output")
-    parser.add_argument("--classes", default="-",
+    parser.add_argument("--classes", default="none",
                         help="comma list, one per model output: number of classes of a per-class score output "
-                             "(class axis first) or class-map output, '-' for other outputs; last one repeats")
+                             "(class axis first) or class-map output, 'none' for other outputs; last one repeats")
     parser.add_argument("--data", default="synthetic", help="what data was used (synthetic or a path)")
     parser.add_argument("--inputs-per-image", type=int, default=1,
                         help="model inputs made from one image (Wseg: 8 scales/flips), to count images")
