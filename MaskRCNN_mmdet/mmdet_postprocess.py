@@ -23,10 +23,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-import model
+import mmdet_constants as constants
 from common import coco_eval
 from common.binio import parse_info, read_bin, require_finite
 from common.cli import UserError, script_entry
@@ -45,7 +43,7 @@ TXT_SCORE_THRESHOLD = 0.05
 
 def read_outputs(result_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dets [100,5] float32, labels [100] (int32 after label_to_int32.py, else int64), masks."""
-    count, classes, size = model.MAX_PER_IMG, model.NUM_CLASSES, model.MASK_SIZE
+    count, classes, size = constants.MAX_PER_IMG, constants.NUM_CLASSES, constants.MASK_SIZE
     dets_path, masks_path = output_file(result_dir, stem, 0), output_file(result_dir, stem, 2)
     dets = require_finite(read_bin(dets_path, (count, 5), np.float32), dets_path)
     labels_path = output_file(result_dir, stem, 1)
@@ -78,19 +76,64 @@ def paste_mask(probabilities: np.ndarray, box: np.ndarray, image_hw: tuple[int, 
     right, bottom = min(int(np.ceil(max(x0, x1))) + 1, width), min(int(np.ceil(max(y0, y1))) + 1, height)
     if right <= left or bottom <= top or x1 <= x0 or y1 <= y0:
         return mask
-    xs = (torch.arange(left, right, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
-    ys = (torch.arange(top, bottom, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
-    grid = torch.stack([xs[None, :].expand(ys.numel(), -1), ys[:, None].expand(-1, xs.numel())], dim=-1)
-    source = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32))[None, None]
-    sampled = F.grid_sample(source, grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)
-    mask[top:bottom, left:right] = sampled[0, 0].numpy() >= MASK_THRESHOLD
+    xs, ys = grid_coordinates(left, right, x0, x1), grid_coordinates(top, bottom, y0, y1)
+    sampled = sample_bilinear(np.asarray(probabilities, dtype=np.float32), xs, ys)
+    mask[top:bottom, left:right] = sampled >= MASK_THRESHOLD
     return mask
+
+
+# ---- torch's grid_sample in numpy, bit for bit --------------------------------------------------
+# mmdet pastes with torch (F.grid_sample); doing the same float32 steps here keeps torch out of
+# this script (start-up, memory, forked workers). tests/test_maskrcnn_mmdet_postprocess.py
+# compares both on random maps and boxes, value for value.
+
+def grid_coordinates(start: int, stop: int, low: float, high: float) -> np.ndarray:
+    """Pixel centres start..stop-1 in the [-1, 1] range of [low, high], float32 step by step as
+    torch does `(arange + 0.5 - low) / (high - low) * 2 - 1` (the scalars taken as float32)."""
+    centres = np.arange(start, stop, dtype=np.float32) + np.float32(0.5)
+    return (centres - np.float32(low)) / np.float32(high - low) * np.float32(2) - np.float32(1)
+
+
+def _fused_multiply_add(a: np.ndarray, b, c) -> np.ndarray:
+    """float32 a * b + c rounded once, as an FMA instruction does: the float32 product is exact in
+    float64. (The float64 sum is itself rounded before float32; the two roundings can differ from
+    one only when that sum falls exactly halfway between two float32 numbers.)"""
+    exact = np.asarray(a, dtype=np.float64) * np.asarray(b, dtype=np.float64) + np.asarray(c, dtype=np.float64)
+    return exact.astype(np.float32)
+
+
+def sample_bilinear(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """torch `grid_sample(bilinear, zeros, align_corners=False)` of a 2-D float32 map, sampled at
+    columns `xs` x rows `ys` (grid values in [-1, 1]), with the arithmetic of ATen's vectorised CPU
+    kernel: x = (g + 1) * size / 2 - 0.5, floor, distances to the four sides, corner weights as
+    products of two distances, corners outside the map read as 0, then nw, ne, sw, se summed in
+    that order. Torch builds that kernel with fused multiply-adds on AVX2 / AVX-512 CPUs, so the
+    unnormalisation and the three additions round once (on a CPU without FMA torch itself rounds
+    twice and differs from this in the last bit of about one value in five).
+    """
+    size_h, size_w = source.shape
+    x = _fused_multiply_add(xs + np.float32(1), np.float32(size_w / 2), np.float32(-0.5))
+    y = _fused_multiply_add(ys + np.float32(1), np.float32(size_h / 2), np.float32(-0.5))
+    x_west, y_north = np.floor(x), np.floor(y)
+    to_west, to_north = x - x_west, y - y_north
+    to_east, to_south = np.float32(1) - to_west, np.float32(1) - to_north
+    # one cell of zeros around the map: a corner outside reads 0 (zero padding)
+    padded = np.zeros((size_h + 2, size_w + 2), dtype=np.float32)
+    padded[1:-1, 1:-1] = source
+    col_west = np.clip(x_west.astype(np.int64) + 1, 0, size_w + 1)
+    col_east = np.clip(x_west.astype(np.int64) + 2, 0, size_w + 1)
+    rows_north = padded[np.clip(y_north.astype(np.int64) + 1, 0, size_h + 1)]
+    rows_south = padded[np.clip(y_north.astype(np.int64) + 2, 0, size_h + 1)]
+    total = rows_north[:, col_west] * (to_south[:, None] * to_east[None, :])
+    total = _fused_multiply_add(rows_north[:, col_east], to_south[:, None] * to_west[None, :], total)
+    total = _fused_multiply_add(rows_south[:, col_west], to_north[:, None] * to_east[None, :], total)
+    return _fused_multiply_add(rows_south[:, col_east], to_north[:, None] * to_west[None, :], total)
 
 
 def image_detections(result_dir: Path, stem: str, image_id: int, box: Letterbox) -> list[dict]:
     """One image's detections as dicts: label, score, clipped xyxy box, RLE of the pasted mask."""
     dets, labels, masks = read_outputs(result_dir, stem)
-    keep = np.flatnonzero((labels >= 0) & (labels < model.NUM_CLASSES) & (dets[:, 4] > 0))
+    keep = np.flatnonzero((labels >= 0) & (labels < constants.NUM_CLASSES) & (dets[:, 4] > 0))
     height, width = box.original_hw
     boxes = canvas_to_original(dets[keep, :4], box)
     found = []

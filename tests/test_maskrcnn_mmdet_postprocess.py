@@ -85,7 +85,7 @@ def test_preprocess_rejects_a_size_that_is_not_a_multiple_of_32(tmp_path):
         preprocess.main(preprocess.parse_args(["--image_src_path", str(tmp_path), "--model_input_height", "100"]))
 
 
-@pytest.mark.parametrize("script", ["mmdet_preprocess"])
+@pytest.mark.parametrize("script", ["mmdet_preprocess", "mmdet_postprocess"])
 def test_script_does_not_import_torch(script):
     """Without torch a process starts faster and smaller, and --workers can fork (common/parallel.py)."""
     import subprocess
@@ -285,6 +285,58 @@ def test_paste_mask_follows_pixel_centres():
     expected[20:40, 10:30] = True
     assert np.array_equal(mask, expected)
     assert not postprocess.paste_mask(np.ones((28, 28), np.float32), np.array([5, 5, 5, 9.0]), (20, 20)).any()
+
+
+def _torch_paste_values(probabilities: np.ndarray, box, image_hw) -> tuple[np.ndarray, tuple[slice, slice]] | None:
+    """The paste as the postprocess did it with torch (mmdet 2.8's CPU path): sampled values and where."""
+    import torch
+    import torch.nn.functional as F
+    height, width = image_hw
+    x0, y0, x1, y1 = (float(v) for v in box)
+    left, top = max(int(np.floor(min(x0, x1))) - 1, 0), max(int(np.floor(min(y0, y1))) - 1, 0)
+    right, bottom = min(int(np.ceil(max(x0, x1))) + 1, width), min(int(np.ceil(max(y0, y1))) + 1, height)
+    if right <= left or bottom <= top or x1 <= x0 or y1 <= y0:
+        return None
+    xs = (torch.arange(left, right, dtype=torch.float32) + 0.5 - x0) / (x1 - x0) * 2 - 1
+    ys = (torch.arange(top, bottom, dtype=torch.float32) + 0.5 - y0) / (y1 - y0) * 2 - 1
+    grid = torch.stack([xs[None, :].expand(ys.numel(), -1), ys[:, None].expand(-1, xs.numel())], dim=-1)
+    source = torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32))[None, None]
+    sampled = F.grid_sample(source, grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)
+    return sampled[0, 0].numpy(), (slice(top, bottom), slice(left, right))
+
+
+def _random_paste_case(rng: np.random.Generator, index: int):
+    height, width = (int(v) for v in rng.integers(8, 500, size=2))
+    probabilities = rng.random((28, 28), dtype=np.float32)
+    if index % 3 == 0:  # a hard 0/1 map: many blended values land exactly on 0.5
+        probabilities = (probabilities > 0.5).astype(np.float32)
+    x0, y0 = rng.uniform(-30, width), rng.uniform(-30, height)
+    box = np.array([x0, y0, x0 + rng.uniform(0.05, width), y0 + rng.uniform(0.05, height)])
+    # float32 boxes as the postprocess passes them, and float64 ones that float32 cannot hold
+    return probabilities, (box.astype(np.float32) if index % 2 else box), (height, width)
+
+
+def test_numpy_paste_equals_the_torch_paste_value_for_value():
+    rng = np.random.default_rng(2024)
+    compared = 0
+    for index in range(400):
+        probabilities, box, image_hw = _random_paste_case(rng, index)
+        reference = _torch_paste_values(probabilities, box, image_hw)
+        mask = postprocess.paste_mask(probabilities, box, image_hw)
+        if reference is None:
+            assert not mask.any()
+            continue
+        values, (rows, cols) = reference
+        x0, y0, x1, y1 = (float(v) for v in box)
+        xs = postprocess.grid_coordinates(cols.start, cols.stop, x0, x1)
+        ys = postprocess.grid_coordinates(rows.start, rows.stop, y0, y1)
+        sampled = postprocess.sample_bilinear(probabilities, xs, ys)
+        assert sampled.dtype == np.float32 and np.array_equal(sampled, values), index
+        expected = np.zeros(image_hw, bool)
+        expected[rows, cols] = values >= postprocess.MASK_THRESHOLD
+        assert np.array_equal(mask, expected), index
+        compared += values.size
+    assert compared > 1_000_000
 
 
 def test_synth_command_line_writes_coco(tmp_path):
