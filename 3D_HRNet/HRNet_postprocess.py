@@ -19,7 +19,6 @@ a label, stops the run naming it (`--allow_missing` scores the images that have 
 from __future__ import annotations
 
 import argparse
-import re
 from functools import partial
 from pathlib import Path
 
@@ -30,9 +29,9 @@ from common.cli import UserError, script_entry
 from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name,
                              list_cityscapes_labels, read_cityscapes_train_ids)
 from common.fsio import write_json_atomic
-from common.results import warn_left_out
 from common.metrics import ConfusionMatrix
 from common.parallel import map_with_progress
+from common.results import split_output_name, warn_left_out
 from common.upsample import bilinear_argmax
 from common.validate import output_file_parent
 
@@ -42,7 +41,6 @@ AUX_OUTPUT_INDEX = 0  # `--aux_index 0` scores it too
 NO_AUX = -1
 JSON_TITLE = "overall statistical evaluation"
 SHOW_FIRST = 3
-_OUTPUT_NAME = re.compile(r"^(?P<stem>.+)_(?P<index>\d+)$")
 
 
 def output_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
@@ -54,11 +52,8 @@ def index_outputs(res_path: Path) -> dict[str, dict[int, Path]]:
     """{base name: {output index: path}} for every `<stem>_<k>.bin` in the result folder."""
     outputs: dict[str, dict[int, Path]] = {}
     for path in list_bins(res_path):
-        match = _OUTPUT_NAME.match(path.name.split(".", 1)[0])
-        if match is None:
-            raise UserError(f"{path}: not an output file name (<input stem>_<output index>.bin)")
-        base = cityscapes_base_name(match["stem"])
-        index = int(match["index"])
+        stem, index = split_output_name(path)
+        base = cityscapes_base_name(stem)
         previous = outputs.setdefault(base, {}).get(index)
         if previous is not None:
             raise UserError(f"{path}: a second output {index} for {base} (also {previous.name})")

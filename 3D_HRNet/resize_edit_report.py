@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -21,19 +20,16 @@ from common.binio import list_bins
 from common.cli import UserError, script_entry
 from common.fsio import write_json_atomic
 from common.parity import compare_arrays, merge
+from common.results import split_output_name
 
 NUM_CLASSES = 19
 OUTPUT_LABELS = {0: "aux (output1)", 1: "OCR (output2)"}
-_OUTPUT_NAME = re.compile(r"_(\d+)$")
 
 
 def files_by_output(folder: Path) -> dict[int, dict[str, Path]]:
     grouped: dict[int, dict[str, Path]] = {}
     for path in list_bins(folder):
-        match = _OUTPUT_NAME.search(path.name.split(".", 1)[0])
-        if match is None:
-            raise UserError(f"{path}: not an output file name (<input stem>_<output index>.bin)")
-        grouped.setdefault(int(match.group(1)), {})[path.name] = path
+        grouped.setdefault(split_output_name(path)[1], {})[path.name] = path
     return grouped
 
 

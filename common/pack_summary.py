@@ -17,6 +17,7 @@ from common.cli import UserError, script_entry
 from common.fsio import write_json_atomic
 from common.parity import Difference, compare_arrays, merge
 from common.report import summary_markdown
+from common.results import split_output_name
 
 
 def read_json(path: Path) -> dict:
@@ -65,7 +66,7 @@ def compare_output_folders(reference: Path, candidate: Path, dtypes: list[str],
         cand_path = candidate / ref_path.name
         if not cand_path.is_file():
             raise UserError(f"{cand_path}: missing, the PyTorch run has it")
-        index = output_index(ref_path)
+        _, index = split_output_name(ref_path)
         dtype = np.dtype(dtypes[min(index, len(dtypes) - 1)])
         ref, cand = np.fromfile(ref_path, dtype), np.fromfile(cand_path, dtype)
         if ref.shape != cand.shape:
@@ -101,14 +102,6 @@ def parse_classes(text: str) -> list[int | None]:
         else:
             raise UserError(f"--classes {text}: expected positive class counts or 'none', comma separated")
     return values
-
-
-def output_index(path: Path) -> int:
-    """k of `<stem>_<k>.bin`; any other name does not belong in a result folder."""
-    tail = path.stem.rsplit("_", 1)[-1]
-    if "_" not in path.stem or not tail.isdigit():
-        raise UserError(f"{path}: not an output name (<stem>_<k>.bin)")
-    return int(tail)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

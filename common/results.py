@@ -19,6 +19,16 @@ def output_file(result_dir: Path, stem: str, index: int = 0, ext: str = "bin") -
     return Path(result_dir) / f"{stem}_{index}.{ext}"
 
 
+def split_output_name(path: str | Path) -> tuple[str, int]:
+    """(`<stem>`, k) of an output file `<stem>_<k>.bin` (name cut at its first dot, as ais_bench);
+    any other name does not belong in a result folder."""
+    path = Path(path)
+    stem, _, index = path.name.split(".", 1)[0].rpartition("_")
+    if not stem or not index.isdigit():
+        raise UserError(f"{path}: not an output file name (<input stem>_<output index>.bin)")
+    return stem, int(index)
+
+
 def match_outputs(result_dir: str | Path, stems: Sequence[str], num_outputs: int = 1,
                   allow_missing: bool = False, allow_extra: bool = False) -> tuple[list[str], list[str]]:
     """Return (stems with every output present, stems left out); raise on any mismatch.

@@ -59,3 +59,12 @@ def test_summary_table_has_the_mismatch_column():
     header, rule, line = summary_markdown([row]).splitlines()
     assert header.count("|") == rule.count("|") == line.count("|") == len(SUMMARY_COLUMNS) + 1
     assert "pixels of another class" in header and "1.5e-05" in line
+
+
+def test_output_names_split_at_the_last_underscore_before_the_first_dot(tmp_path):
+    from common.results import split_output_name
+    assert split_output_name(tmp_path / "frankfurt_000000_000294_leftImg8bit_1.bin") == (
+        "frankfurt_000000_000294_leftImg8bit", 1)
+    for bad in ("noindex.bin", "_7.bin", "img_x.bin"):
+        with pytest.raises(UserError, match="not an output file name"):
+            split_output_name(tmp_path / bad)
