@@ -8,13 +8,13 @@ accumulated against the label's trainIds (255 ignored). IoU = tp / max(1, union)
 plain mean over the 19 classes (an absent class counts 0). The JSON keeps the guide's keys
 (`title`, `value.Iou_array`, `value.mean_Iou`) for the OCR output (`_1.bin`), the one the guide
 scores; `--aux_index 0` scores the aux output (`_0.bin`) as well. The upsample + argmax is
-common.upsample.bilinear_argmax: torch's bilinear weights, computed only where the class can
+common.eval.upsample.bilinear_argmax: torch's bilinear weights, computed only where the class can
 change (about 20x faster than upsampling all 19 maps).
 
 Outputs are paired with labels by name (`<city>_<seq>_<frame>`), never by sorted position;
 both this project's bin names (`..._leftImg8bit_1.bin`) and the ModelZoo ones
 (`..._gtFine_labelIds_1.bin`) are read. A label without its prediction, or a prediction without
-a label, stops the run naming it (`--allow_missing` scores the images that have outputs).
+a label, stops the run naming it (`--allow-missing` scores the images that have outputs).
 """
 from __future__ import annotations
 
@@ -24,28 +24,23 @@ from pathlib import Path
 
 import numpy as np
 
-from common.binio import list_bins, read_bin, require_finite
 from common.cli import UserError, script_entry
-from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name,
-                             list_cityscapes_labels, read_cityscapes_train_ids)
-from common.fsio import write_json_atomic
-from common.metrics import ConfusionMatrix
-from common.parallel import map_with_progress
-from common.results import split_output_name, warn_left_out
-from common.upsample import bilinear_argmax
-from common.validate import output_file_parent
-
-NUM_CLASSES = len(CITYSCAPES_CLASSES)
+from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name,
+                                    list_cityscapes_labels, read_cityscapes_train_ids)
+from common.eval.confusion import ConfusionMatrix
+from common.eval.upsample import bilinear_argmax
+from common.files.atomic import write_json_atomic
+from common.files.bins import list_bins, read_bin, require_finite
+from common.files.folders import output_file_parent
+from common.files.outputs import split_output_name, warn_left_out
+from common.pipeline.parallel import map_with_progress
+from common.pipeline.preprocess import add_allow_missing_argument, add_workers_argument
+from hrnet3d.config import NUM_CLASSES, output_shapes
 OCR_OUTPUT_INDEX = 1  # ais_bench `_1.bin` = output2 = the OCR head (the old benchmark tool wrote `_2`)
 AUX_OUTPUT_INDEX = 0  # `--aux_index 0` scores it too
 NO_AUX = -1
 JSON_TITLE = "overall statistical evaluation"
 SHOW_FIRST = 3
-
-
-def output_hw(input_hw: tuple[int, int]) -> tuple[int, int]:
-    # two stride-2 3x3 convs with padding 1 in the stem: ceil(ceil(x / 2) / 2)
-    return tuple(-(-(-(-int(side) // 2)) // 2) for side in input_hw)
 
 
 def index_outputs(res_path: Path) -> dict[str, dict[int, Path]]:
@@ -75,31 +70,31 @@ def pair_outputs_with_labels(outputs: dict[str, dict[int, Path]], labels: dict[s
     if missing and not allow_missing:
         raise UserError(f"{labels[missing[0]]}: no prediction (output {index}) for this label "
                         f"({len(missing)} of {len(labels)} labels have none, first: "
-                        f"{', '.join(missing[:SHOW_FIRST])}); pass --allow_missing to score the rest")
+                        f"{', '.join(missing[:SHOW_FIRST])}); pass --allow-missing to score the rest")
     if not matched:
         raise UserError(f"no label has its output {index}: nothing to score")
     return matched, missing
 
 
 def score_one(name: str, labels: dict[str, Path], outputs: dict[str, dict[int, Path]],
-              indices: tuple[int, ...]) -> list[np.ndarray]:
+              indices: tuple[int, ...]) -> list[ConfusionMatrix]:
     """One confusion matrix per output index for one image."""
     train_ids = read_cityscapes_train_ids(labels[name])
-    logits_hw = output_hw(train_ids.shape)
+    logits_shape = output_shapes(train_ids.shape)[0]
     matrices = []
     for index in indices:
         path = outputs[name][index]
-        logits = require_finite(read_bin(path, (NUM_CLASSES, *logits_hw), np.float32), path)
+        logits = require_finite(read_bin(path, logits_shape, np.float32), path)
         matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
         # align_corners=True, as upstream testval and the network's own upsamples
         matrix.update(train_ids, bilinear_argmax(logits, train_ids.shape, align_corners=True))
-        matrices.append(matrix.matrix)
+        matrices.append(matrix)
     return matrices
 
 
 def guide_iou(matrix: ConfusionMatrix) -> tuple[list[float], float]:
     """The guide's numbers: IoU = tp / max(1, union) per class, mean over all 19."""
-    iou = np.nan_to_num(matrix.iou_per_class(), nan=0.0)
+    iou = matrix.class_statistics()["iou"]
     return [float(v) for v in iou], float(iou.mean())
 
 
@@ -136,8 +131,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--aux_index", type=int, default=NO_AUX,
                         help=f"suffix of the aux output files to score as well ({AUX_OUTPUT_INDEX} for ais_bench / "
                              f"common.infer; default {NO_AUX}: the OCR output only, as the guide)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
-    parser.add_argument("--allow_missing", action="store_true", help="score only the labels that have outputs")
+    add_workers_argument(parser)
+    add_allow_missing_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -159,8 +154,7 @@ def main(args: argparse.Namespace) -> int:
     work = partial(score_one, labels=labels, outputs=outputs, indices=indices)
     for per_image in map_with_progress(work, names, args.workers, desc="Postprocess"):
         for matrix, image_matrix in zip(matrices, per_image):
-            matrix.matrix += image_matrix
-            matrix.images += 1
+            matrix.merge(image_matrix)
 
     ocr = matrices[0]
     aux = matrices[1] if score_aux else None

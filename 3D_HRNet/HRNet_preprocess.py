@@ -16,20 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from common.binio import is_finished_bin, write_bin
 from common.cli import UserError, script_entry
-from common.datasets import CityscapesFine, CityscapesSample, read_image_bgr
-from common.fsio import remove_stale_temps, write_json_atomic
-from common.parallel import map_with_progress
-from common.pixel_lut import PixelLUT
-from common.validate import image_sizes, output_folder
+from common.data.cityscapes import CityscapesFine, CityscapesSample
+from common.data.images import image_sizes, read_image_bgr
+from common.data.pixel_lut import PixelLUT
+from common.files.bins import is_finished_bin, write_bin
+from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
+from hrnet3d.config import MEAN_RGB, STD_RGB
 
-# ImageNet statistics of upstream `BaseDataset` (RGB order). Kept as Python floats on purpose:
-# upstream subtracts/divides with lists, so numpy computes each step in float64 and rounds
-# back into the float32 array; doing the same reproduces its bins bit for bit.
-MEAN_RGB = [0.485, 0.456, 0.406]
-STD_RGB = [0.229, 0.224, 0.225]
-META_NAME = "preprocess_meta.json"
 BIN_SUFFIX = "_leftImg8bit"
 
 
@@ -50,8 +44,8 @@ def bin_name(sample: CityscapesSample) -> str:
     return f"{sample.name}{BIN_SUFFIX}.bin"
 
 
-def _process_one(sample: CityscapesSample, save_dir: Path, size_hw: list[int], resume: bool) -> tuple[str, dict]:
-    out_path = save_dir / bin_name(sample)
+def _process_one(sample: CityscapesSample, out_dir: Path, size_hw: list[int], resume: bool) -> tuple[str, dict]:
+    out_path = out_dir / bin_name(sample)
     entry = {"image": str(sample.image_path), "label": str(sample.label_path), "size_hw": size_hw}
     # A bin is renamed into place only once complete, so one of the right size is finished;
     # one of another size (an earlier run on other images) is redone.
@@ -80,26 +74,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--src_path", default="./data", help="folder holding cityscapes/ (or cityscapes/ itself)")
     parser.add_argument("--save_path", default="./prep_dataset", help="where the bins go")
     parser.add_argument("--split", default="val", help="leftImg8bit/<split> (the guide scores val)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep finished bins of the right size (after an interrupted run)")
-    args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error("--workers must be >= 1")
-    return args
+    add_run_arguments(parser)
+    return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     # Labels are not needed to make bins, but a missing one would only surface at scoring time.
     dataset = CityscapesFine(args.src_path, args.split, require_labels=args.split != "test")
     size_hw = check_one_size(dataset.samples)
-    save_dir = output_folder(args.save_path)
-    if args.resume:
-        remove_stale_temps(save_dir)
-    work = partial(_process_one, save_dir=save_dir, size_hw=size_hw, resume=args.resume)
-    images = dict(map_with_progress(work, dataset.samples, args.workers, desc="Preprocess"))
-    write_json_atomic(save_dir / META_NAME, {"dataset": "cityscapes", "split": args.split,
-                                             "input_hw": size_hw, "images": images})
+    work = partial(_process_one, size_hw=size_hw, resume=args.resume)
+    save_dir, images = preprocess_all(work, dataset.samples, args.save_path, resume=args.resume, workers=args.workers)
+    write_meta(save_dir, {"dataset": "cityscapes", "split": args.split, "input_hw": size_hw, "images": images})
     print(f"{len(images)} bins of shape (3, {size_hw[0]}, {size_hw[1]}) float32 in {save_dir}")
     return 0
 

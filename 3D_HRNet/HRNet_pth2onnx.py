@@ -11,21 +11,18 @@ import argparse
 
 import torch
 
-import model
 from common.cli import UserError, script_entry
-from common.onnx_tools import export_onnx
-from common.validate import output_file_parent
-
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("output1", "output2")  # aux logits, OCR logits (the guide's names and order)
-DEFAULT_INPUT_HW = (1024, 2048)
+from common.files.folders import output_file_parent
+from common.runtime.export import export_onnx
+from hrnet3d import model
+from hrnet3d.config import INPUT_HW, PACK
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pth", default="hrnet.pth", help="the published checkpoint (hrnet.pth)")
     parser.add_argument("--save_path", default="hrnet.onnx", help="the .onnx to write")
-    parser.add_argument("--input_hw", type=int, nargs=2, default=list(DEFAULT_INPUT_HW),
+    parser.add_argument("--input_hw", type=int, nargs=2, default=list(INPUT_HW),
                         metavar=("H", "W"), help="input height and width (1024 2048 for Cityscapes; "
                                                   "smaller for tests, e.g. 64 128)")
     parser.add_argument("--static_batch", type=int, default=None,
@@ -42,9 +39,9 @@ def main(args: argparse.Namespace) -> int:
     torch.set_grad_enabled(False)
     network = model.load_pretrained(args.pth)
     dummy = torch.randn(args.static_batch or 1, 3, height, width)
-    exported = export_onnx(network, [dummy], args.save_path, input_names=[INPUT_NAME],
-                           output_names=list(OUTPUT_NAMES), dynamic_batch=args.static_batch is None,
-                           pack="3D_HRNet", model_options={})
+    exported = export_onnx(network, [dummy], args.save_path, input_names=[t.name for t in PACK.inputs],
+                           output_names=[t.name for t in PACK.outputs], dynamic_batch=args.static_batch is None,
+                           pack=PACK.name, model_options={})
     for value in list(exported.graph.input) + list(exported.graph.output):
         dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
         print(f"  {value.name}: {dims}")

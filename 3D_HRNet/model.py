@@ -17,10 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.checkpoint import load_container_into, read_checkpoint
-from common.demo_weights import random_state_dict, save_torch_checkpoint
-
-NUM_CLASSES = 19
+from common.weights.checkpoint import load_container_into, read_checkpoint
+from common.weights.demo import random_state_dict, save_torch_checkpoint
+from hrnet3d.config import NUM_CLASSES
 # W48: stage-2/3/4 branch widths; every stage block is a BasicBlock, 4 per branch.
 BRANCH_CHANNELS = (48, 96, 192, 384)
 STAGE_MODULES = {2: 1, 3: 4, 4: 3}  # HighResolutionModules per stage (yaml NUM_MODULES)

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import onnx
 
-from common.atc import atc_command
+from common.runtime.atc import atc_command
 from common.cli import UserError, script_entry
-from common.onnx_tools import (get_attribute, load_onnx, output_names, producers, save_onnx,
-                               set_attribute, set_metadata)
+from common.runtime.graph import (atc_out_nodes, get_attribute, load_onnx, producers, save_onnx,
+                                  set_attribute, set_metadata)
 
 META_RESIZE_EDIT = "segzoo_resize_edit"
 RESIZE_MODES = ("nearest", "linear")
@@ -107,18 +107,6 @@ def guide_resize_targets(graph: onnx.GraphProto) -> list[ResizeTarget]:
     return targets
 
 
-def output_conv_nodes(model: onnx.ModelProto) -> list[str]:
-    """Names of the nodes producing the graph outputs, in output order (ATC --out_nodes)."""
-    producer_of = producers(model.graph)
-    names = []
-    for output in output_names(model):
-        node = producer_of.get(output)
-        if node is None:
-            raise UserError(f"graph output {output} has no producing node")
-        names.append(node.name)
-    return names
-
-
 # ---- the edit ------------------------------------------------------------------------------
 
 def set_resize_modes(model: onnx.ModelProto, mode: str = "nearest") -> list[tuple[ResizeTarget, str]]:
@@ -166,7 +154,7 @@ def main(args: argparse.Namespace) -> int:
         state = "unchanged" if previous == args.resize_mode else f"mode {previous} -> {args.resize_mode}"
         print(f"  {target.node.name:<32} {target.role:<38} (guide: {target.guide_name}): {state}")
     save_onnx(model, args.output)
-    out_nodes = [f"{name}:0" for name in output_conv_nodes(model)]
+    out_nodes = atc_out_nodes(model)
     print(f"wrote {args.output}")
     print(f'ATC out nodes (output1 = aux, output2 = OCR): --out_nodes="{";".join(out_nodes)}"')
     command = atc_command(args.output, "hrnet_bs1", _input_shape(model), "Ascend${chip_name}",

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common.binio import list_bins
+from common.files.bins import list_bins
+from hrnet3d.config import NUM_CLASSES
 from common.cli import UserError, script_entry
-from common.fsio import write_json_atomic
-from common.parity import compare_arrays, merge
-from common.results import split_output_name
+from common.files.atomic import write_json_atomic
+from common.eval.parity import compare_arrays, merge
+from common.files.outputs import split_output_name
 
-NUM_CLASSES = 19
 OUTPUT_LABELS = {0: "aux (output1)", 1: "OCR (output2)"}
 
 

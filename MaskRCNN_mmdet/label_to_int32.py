@@ -20,8 +20,8 @@ import onnx
 from onnx import TensorProto, helper
 
 from common.cli import UserError, script_entry
-from common.onnx_tools import (META_OPTIONS, consumers, get_attribute, load_onnx, producers, read_metadata,
-                               save_onnx, set_attribute, set_metadata)
+from common.runtime.graph import (META_OPTIONS, consumers, get_attribute, load_onnx, producers,
+                                  read_metadata, save_onnx, set_attribute, set_metadata)
 
 DEFAULT_ONNX = "maskrcnn_r50_fpn_1x.onnx"
 

@@ -10,31 +10,30 @@ dropped); boxes are mapped from the canvas back to the original image with the g
 preprocess saved, the selected class's 28x28 probability map is pasted at the original size
 the way mmdet 2.8 does it (grid_sample at pixel centres, threshold >= 0.5), and boxes are
 clipped to the image. Results are scored like mmdet 2.8 CocoDataset.evaluate (see
-common/coco_eval.py) and written as JSON: detections, full AP/AR tables, per-class AP.
+common/eval/coco_eval.py) and written as JSON: detections, full AP/AR tables, per-class AP.
 The ModelZoo script instead pastes in the canvas and resizes with a uint8 truncation and does
 not clip boxes; this script follows upstream mmdet.
 """
 from __future__ import annotations
 
 import argparse
-import json
 from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-import mmdet_constants as constants
-from common import coco_eval
-from common.binio import parse_info, read_bin, require_finite
 from common.cli import UserError, script_entry
-from common.datasets import COCO_CATEGORY_IDS, COCO_CLASSES, CocoInstances
-from common.fsio import atomic_path, write_json_atomic, write_text_atomic
-from common.geometry import Letterbox
-from common.parallel import map_with_progress
-from common.results import input_folder_of, match_outputs, output_file, warn_left_out
-
-META_NAME = "preprocess_meta.json"
+from common.data.coco import COCO_CATEGORY_IDS, COCO_CLASSES, CocoInstances
+from common.data.geometry import Letterbox
+from common.eval import coco_eval
+from common.files.atomic import atomic_path, write_json_atomic, write_text_atomic
+from common.files.bins import read_bin, require_finite
+from common.files.info import parse_info
+from common.files.outputs import match_outputs, output_file, warn_left_out
+from common.pipeline.parallel import map_with_progress
+from common.pipeline.preprocess import META_NAME, add_allow_missing_argument, add_workers_argument, find_meta, read_meta
+from maskrcnn_mmdet import config
 MASK_THRESHOLD = 0.5  # test_cfg.rcnn.mask_thr_binary
 TXT_SCORE_THRESHOLD = 0.05
 
@@ -43,7 +42,7 @@ TXT_SCORE_THRESHOLD = 0.05
 
 def read_outputs(result_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dets [100,5] float32, labels [100] (int32 after label_to_int32.py, else int64), masks."""
-    count, classes, size = constants.MAX_PER_IMG, constants.NUM_CLASSES, constants.MASK_SIZE
+    count, classes, size = config.MAX_PER_IMG, config.NUM_CLASSES, config.MASK_SIZE
     dets_path, masks_path = output_file(result_dir, stem, 0), output_file(result_dir, stem, 2)
     dets = require_finite(read_bin(dets_path, (count, 5), np.float32), dets_path)
     labels_path = output_file(result_dir, stem, 1)
@@ -133,7 +132,7 @@ def sample_bilinear(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.nd
 def image_detections(result_dir: Path, stem: str, image_id: int, box: Letterbox) -> list[dict]:
     """One image's detections as dicts: label, score, clipped xyxy box, RLE of the pasted mask."""
     dets, labels, masks = read_outputs(result_dir, stem)
-    keep = np.flatnonzero((labels >= 0) & (labels < constants.NUM_CLASSES) & (dets[:, 4] > 0))
+    keep = np.flatnonzero((labels >= 0) & (labels < config.NUM_CLASSES) & (dets[:, 4] > 0))
     height, width = box.original_hw
     boxes = canvas_to_original(dets[keep, :4], box)
     found = []
@@ -197,15 +196,12 @@ def process_one(sample: tuple[str, int, str], result_dir: Path, geometry: dict, 
 
 # ---- dataset level -----------------------------------------------------------------------------
 
-def load_geometry(meta_path: Path | None, canvas_hw: tuple[int, int]) -> dict[str, Letterbox]:
-    if meta_path is None or not meta_path.is_file():
-        raise UserError(f"{meta_path or META_NAME}: preprocess metadata not found; pass --meta "
-                        f"(the {META_NAME} that mmdet_preprocess.py wrote beside the bins)")
+def load_geometry(meta_path: Path, canvas_hw: tuple[int, int]) -> dict[str, Letterbox]:
+    meta = read_meta(meta_path, ("images", "canvas_hw"), "mmdet_preprocess.py")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         geometry = {stem: Letterbox.from_dict(values) for stem, values in meta["images"].items()}
         meta_canvas = tuple(int(v) for v in meta["canvas_hw"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise UserError(f"{meta_path}: not a {META_NAME} written by mmdet_preprocess.py") from None
     if meta_canvas != tuple(canvas_hw):
         raise UserError(f"{meta_path}: bins were made for {meta_canvas[0]}x{meta_canvas[1]}, but "
@@ -268,8 +264,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--save_path", default=None, help="metric JSON (default: <det_results_path>/metrics.json)")
     parser.add_argument("--segm_area_from_mask", action="store_true",
                         help="segm size ranges by mask area (mmdet >= 2.12) instead of box area (mmdet 2.8)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--allow-missing", action="store_true", help="score the images that have outputs")
+    add_workers_argument(parser)
+    add_allow_missing_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -278,9 +274,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--net_out_num {args.net_out_num}: this model has 3 outputs (boxes, labels, masks)")
     result_dir = Path(args.bin_data_path)
     dataset = CocoInstances(annotation_json=args.val2017_json_path)
-    inputs = input_folder_of(result_dir)
-    meta_path = Path(args.meta) if args.meta else (inputs / META_NAME if inputs else None)
-    geometry = load_geometry(meta_path, (args.net_input_height, args.net_input_width))
+    geometry = load_geometry(find_meta(result_dir, args.meta), (args.net_input_height, args.net_input_width))
     samples = listed_samples(args.test_annotation, dataset, geometry)
     stems, missing = match_outputs(result_dir, [s[0] for s in samples], num_outputs=3,
                                    allow_missing=args.allow_missing)

@@ -18,18 +18,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import mmdet_constants as constants
-from common.binio import is_finished_bin, list_bins, write_bin
 from common.cli import UserError, script_entry
-from common.fsio import remove_stale_temps, write_json_atomic
-from common.geometry import Letterbox
-from common.parallel import map_with_progress
-from common.validate import image_sizes, output_folder
+from common.data.geometry import Letterbox
+from common.data.images import image_sizes, read_image_bgr
+from common.files.bins import is_finished_bin, list_bins, write_bin
+from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
+from maskrcnn_mmdet import config
 
-META_NAME = "preprocess_meta.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
-MEAN_RGB = np.array(constants.PIXEL_MEAN_RGB, dtype=np.float32)
-INV_STD_RGB = (1.0 / np.array(constants.PIXEL_STD_RGB, dtype=np.float64)).astype(np.float32)  # mmcv imnormalize
+MEAN_RGB = np.array(config.PIXEL_MEAN_RGB, dtype=np.float32)
+INV_STD_RGB = (1.0 / np.array(config.PIXEL_STD_RGB, dtype=np.float64)).astype(np.float32)  # mmcv imnormalize
 
 
 def fit_in_canvas(original_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> Letterbox:
@@ -42,13 +40,6 @@ def fit_in_canvas(original_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> L
                      (canvas_h - resized_h) // 2, (canvas_w - resized_w) // 2)
 
 
-def read_image_bgr(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{path}: unreadable image")
-    return image
-
-
 def preprocess_image(bgr: np.ndarray, canvas_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     box = fit_in_canvas(bgr.shape[:2], canvas_hw)
     resized = cv2.resize(bgr, box.resized_hw[::-1], interpolation=cv2.INTER_LINEAR)
@@ -59,9 +50,9 @@ def preprocess_image(bgr: np.ndarray, canvas_hw: tuple[int, int]) -> tuple[np.nd
     return np.ascontiguousarray(canvas.transpose(2, 0, 1)), box
 
 
-def _process_one(path: Path, bin_dir: Path, canvas_hw: tuple[int, int], resume: bool) -> tuple[str, dict]:
+def _process_one(path: Path, out_dir: Path, canvas_hw: tuple[int, int], resume: bool) -> tuple[str, dict]:
     stem = path.name.split(".", 1)[0]
-    out_path = bin_dir / f"{stem}.bin"
+    out_path = out_dir / f"{stem}.bin"
     bgr = read_image_bgr(path)  # also on resume: the geometry needs the EXIF-rotated size
     # Bins are renamed into place only once complete: one of the right size is finished.
     if resume and is_finished_bin(out_path, (3, *canvas_hw), np.float32):
@@ -77,25 +68,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--bin_file_path", default="val2017_bin", help="where the bins go")
     parser.add_argument("--model_input_height", type=int, default=1216)
     parser.add_argument("--model_input_width", type=int, default=1216)
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep finished bins of the right size (after an interrupted run)")
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     canvas_hw = (args.model_input_height, args.model_input_width)
-    if min(canvas_hw) <= 0 or canvas_hw[0] % constants.SIZE_DIVISOR or canvas_hw[1] % constants.SIZE_DIVISOR:
+    if min(canvas_hw) <= 0 or canvas_hw[0] % config.SIZE_DIVISOR or canvas_hw[1] % config.SIZE_DIVISOR:
         raise UserError(f"model input {canvas_hw[0]}x{canvas_hw[1]}: height and width must be positive "
-                        f"multiples of {constants.SIZE_DIVISOR}")
+                        f"multiples of {config.SIZE_DIVISOR}")
     images = list_bins(args.image_src_path, IMAGE_SUFFIXES)
     image_sizes(images)  # a broken image stops the run now, not an hour into it
-    bin_dir = output_folder(args.bin_file_path)
-    if args.resume:
-        remove_stale_temps(bin_dir)
-    work = partial(_process_one, bin_dir=bin_dir, canvas_hw=canvas_hw, resume=args.resume)
-    geometry = dict(map_with_progress(work, images, args.workers, desc="Preprocess"))
-    write_json_atomic(bin_dir / META_NAME, {"canvas_hw": list(canvas_hw), "images": geometry})
+    work = partial(_process_one, canvas_hw=canvas_hw, resume=args.resume)
+    bin_dir, geometry = preprocess_all(work, images, args.bin_file_path, resume=args.resume, workers=args.workers)
+    write_meta(bin_dir, {"canvas_hw": list(canvas_hw), "images": geometry})
     print(f"{len(geometry)} bins of shape (3, {canvas_hw[0]}, {canvas_hw[1]}) float32 in {bin_dir}")
     return 0
 

@@ -20,14 +20,11 @@ from pathlib import Path
 
 import torch
 
-import model
 from common.cli import UserError, script_entry
-from common.onnx_tools import export_onnx
-from common.validate import output_file_parent
-
-PACK = "MaskRCNN_mmdet"
-INPUT_NAMES = ("input",)
-OUTPUT_NAMES = ("boxes", "labels", "masks")
+from common.files.folders import output_file_parent
+from common.runtime.export import export_onnx
+from maskrcnn_mmdet import model
+from maskrcnn_mmdet.config import INPUT_NAMES, OUTPUT_NAMES, PACK
 # ONNX RoiAlign gained coordinate_transformation_mode (half_pixel = aligned=True) in opset 16.
 ROI_ALIGN_HALF_PIXEL_OPSET = 16
 MIN_OPSET = 11  # NonMaxSuppression, TopK with a k input, NonZero
@@ -66,8 +63,8 @@ def main(args: argparse.Namespace) -> int:
         options["legacy_roi_align"] = True
     net = model.load_pretrained(checkpoint, **options)
     dummy = torch.zeros(1, 3, height, width)
-    export_onnx(net, [dummy], args.output_file, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-                dynamic_batch=False, pack=PACK, model_options=options, opset=args.opset)
+    export_onnx(net, [dummy], args.output_file, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                dynamic_batch=False, pack=PACK.name, model_options=options, opset=args.opset)
     print(f"wrote {args.output_file}: input {list(INPUT_NAMES)} [1,3,{height},{width}], "
           f"outputs {list(OUTPUT_NAMES)} [1,100,5] [1,100] [1,100,80,28,28], opset {args.opset}")
     return 0

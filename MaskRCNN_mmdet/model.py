@@ -26,11 +26,11 @@ import torchvision
 from torch import nn
 from torchvision.ops import nms, roi_align
 
-from common.checkpoint import load_checkpoint_into
+from common.weights.checkpoint import load_checkpoint_into
 from common.cli import UserError
-from common.datasets import COCO_CLASSES
-from common.demo_weights import random_state_dict, save_torch_checkpoint
-from mmdet_constants import (MASK_SIZE, MAX_PER_IMG, NUM_CLASSES, PIXEL_MEAN_RGB, PIXEL_STD_RGB,  # noqa: F401
+from common.data.coco import COCO_CLASSES
+from common.weights.demo import random_state_dict, save_torch_checkpoint
+from maskrcnn_mmdet.config import (MASK_SIZE, MAX_PER_IMG, NUM_CLASSES, PIXEL_MEAN_RGB, PIXEL_STD_RGB,  # noqa: F401
                              SIZE_DIVISOR)
 
 MODEL_NAME = "MaskRCNN_mmdet"

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-import model
+from pointrend import model
 from common.cli import UserError, script_entry
-from common.onnx_tools import export_onnx
-from common.validate import output_file_parent
+from common.runtime.export import export_onnx
+from common.files.folders import output_file_parent
 
 PACK = "PointRend"
 # Effective values of pointrend_semantic_R_101_FPN_1x_cityscapes.yaml with its bases.

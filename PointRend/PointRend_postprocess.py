@@ -16,27 +16,27 @@ mean over classes with a non-empty union. `--pred_dir` also writes labelId PNGs
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-import pointrend_constants as constants
-from common.binio import read_bin, require_finite
 from common.cli import UserError, script_entry
-from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABELS, CityscapesFine,
-                             read_cityscapes_train_ids)
-from common.fsio import atomic_path
-from common.metrics import ConfusionMatrix
-from common.parallel import map_with_progress
-from common.report import report_segmentation
-from common.results import input_folder_of, match_outputs, output_file, warn_left_out
-from common.upsample import argmax_classes
-
-NUM_CLASSES = len(CITYSCAPES_CLASSES)
-META_NAME = "preprocess_meta.json"
+from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABELS,
+                                    CityscapesFine, read_cityscapes_train_ids)
+from common.eval.confusion import ConfusionMatrix
+from common.eval.seg_report import report_segmentation
+from common.eval.upsample import argmax_classes
+from common.files.atomic import atomic_path
+from common.files.bins import read_bin, require_finite
+from common.files.outputs import match_outputs, output_file, warn_left_out
+from common.pipeline.parallel import map_with_progress
+from common.pipeline.preprocess import (META_NAME, add_allow_missing_argument, add_workers_argument, find_meta,
+                                        read_meta)
+from pointrend import config
+from pointrend.config import NUM_CLASSES
 OUTPUT_KINDS = {  # name -> (bytes per pixel, numpy dtype, has a class axis)
     "float32": (4 * NUM_CLASSES, np.float32, True),
     "int32": (4, np.int32, False),
@@ -92,16 +92,25 @@ def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None) -> np.n
             cv2.imwrite(str(tmp), train_id_to_label_id_lut()[prediction])
     matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
     matrix.update(target, prediction)
-    return matrix.matrix
+    return matrix
 
 
-def read_input_hw(meta_path: Path | None, fallback) -> tuple[int, int]:
-    if meta_path is None or not meta_path.is_file():
-        return constants.check_input_hw(fallback)
+def read_input_hw(result_dir: Path, meta: str | None, given_hw) -> tuple[int, int]:
+    """The model input size from the preprocess metadata; without metadata, only when given."""
+    meta_path = find_meta(result_dir, meta, required=given_hw is None)
+    if meta_path is None:
+        print(f"[WARNING] {result_dir}: no {META_NAME} found; scoring outputs of --input_size "
+              f"{given_hw[0]} {given_hw[1]}", file=sys.stderr)
+        return config.check_input_hw(given_hw)
+    recorded = read_meta(meta_path, ("input_hw",), "PointRend_preprocess.py")["input_hw"]
     try:
-        return constants.check_input_hw(json.loads(meta_path.read_text(encoding="utf-8"))["input_hw"])
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"{meta_path}: not a PointRend preprocess metadata file") from None
+        input_hw = config.check_input_hw(recorded)
+    except UserError as err:
+        raise UserError(f"{meta_path}: {err}") from None
+    if given_hw is not None and tuple(given_hw) != input_hw:
+        raise UserError(f"{meta_path}: the bins were made at {input_hw[0]}x{input_hw[1]}, "
+                        f"not --input_size {given_hw[0]} {given_hw[1]}")
+    return input_hw
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,31 +119,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("result_dir", help="inference output folder, e.g. ./result/result_bs1")
     parser.add_argument("--meta", default=None, help=f"the preprocess {META_NAME} (default: found "
                         "through the run's summary JSON)")
-    parser.add_argument("--input_size", "--input-size", type=int, nargs=2, metavar=("H", "W"),
-                        default=list(constants.DEFAULT_INPUT_HW), help="model input size when no "
-                        "metadata is found (default 1024 2048)")
+    parser.add_argument("--input_size", type=int, nargs=2, metavar=("H", "W"), default=None,
+                        help="model input size, only for results whose preprocess metadata is lost")
     parser.add_argument("--split", default="val")
     parser.add_argument("--save_path", "--save-path", default=None,
                         help="metric JSON (default: <result_dir>_miou.json)")
     parser.add_argument("--pred_dir", "--pred-dir", default=None,
                         help="also write labelId PNGs <name>_pred.png here (official evaluator input)")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--allow-missing", "--allow_missing", action="store_true",
-                        help="score the images that have outputs instead of stopping")
+    add_workers_argument(parser)
+    add_allow_missing_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     dataset = CityscapesFine(args.data_dir, args.split, require_labels=True)
     result_dir = Path(args.result_dir)
-    if args.meta:
-        meta_path = Path(args.meta)
-        if not meta_path.is_file():
-            raise UserError(f"{meta_path}: metadata file not found")
-    else:
-        inputs = input_folder_of(result_dir)
-        meta_path = inputs / META_NAME if inputs else None
-    input_hw = read_input_hw(meta_path, args.input_size)
+    input_hw = read_input_hw(result_dir, args.meta, args.input_size)
     by_stem = {sample.image_path.name.split(".", 1)[0]: sample for sample in dataset}
     stems, missing = match_outputs(result_dir, list(by_stem), allow_missing=args.allow_missing)
     warn_left_out(missing, len(by_stem))
@@ -145,8 +145,7 @@ def main(args: argparse.Namespace) -> int:
     work = partial(score_one, result_dir=result_dir, input_hw=input_hw, pred_dir=pred_dir)
     for image_matrix in map_with_progress(work, [by_stem[s] for s in stems], args.workers,
                                           desc="Postprocess"):
-        matrix.matrix += image_matrix
-        matrix.images += 1
+        matrix.merge(image_matrix)
     save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     report_segmentation(matrix, CITYSCAPES_CLASSES, save_path, {
         "metric": "Cityscapes class IoU (19 trainIds, void ignored)",

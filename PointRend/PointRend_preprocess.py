@@ -20,22 +20,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-import pointrend_constants as constants
-from common.binio import is_finished_bin, write_bin
 from common.cli import script_entry
-from common.datasets import CityscapesFine, read_image_bgr
-from common.fsio import remove_stale_temps, write_json_atomic
-from common.parallel import map_with_progress
-from common.pixel_lut import PixelLUT
-from common.validate import image_sizes, output_folder
-
-META_NAME = "preprocess_meta.json"
+from common.data.cityscapes import CityscapesFine
+from common.data.images import image_sizes, read_image_bgr
+from common.data.pixel_lut import PixelLUT
+from common.files.bins import is_finished_bin, write_bin
+from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
+from pointrend import config
 
 
 def subtract_mean_reference(image_bgr: np.ndarray) -> np.ndarray:
     """HWC uint8 BGR -> CHW float32 (x - mean) / std, detectron2's normalisation."""
-    mean = np.asarray(constants.PIXEL_MEAN_BGR, dtype=np.float32)
-    std = np.asarray(constants.PIXEL_STD_BGR, dtype=np.float32)
+    mean = np.asarray(config.PIXEL_MEAN_BGR, dtype=np.float32)
+    std = np.asarray(config.PIXEL_STD_BGR, dtype=np.float32)
     normalised = (image_bgr.astype(np.float32) - mean) / std
     return np.ascontiguousarray(normalised.transpose(2, 0, 1))
 
@@ -57,10 +54,10 @@ def bin_name(image_path: Path) -> str:
     return image_path.name.split(".", 1)[0] + ".bin"
 
 
-def preprocess_one(job: tuple[Path, tuple[int, int]], save_dir: Path, input_hw: tuple[int, int],
+def preprocess_one(job: tuple[Path, tuple[int, int]], out_dir: Path, input_hw: tuple[int, int],
                    resume: bool = False) -> tuple[str, list[int]]:
     image_path, original_hw = job  # (height, width) from the image header
-    target = save_dir / bin_name(image_path)
+    target = out_dir / bin_name(image_path)
     # Bins are renamed into place only once complete: one of the right size is finished.
     if resume and is_finished_bin(target, (3, *input_hw), np.float32):
         return target.stem, list(original_hw)
@@ -74,32 +71,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("data_dir", help="Cityscapes root (holds leftImg8bit/, or cityscapes/leftImg8bit/)")
     parser.add_argument("save_dir", help="folder for the input bins")
     parser.add_argument("--input_size", "--input-size", type=int, nargs=2, metavar=("H", "W"),
-                        default=list(constants.DEFAULT_INPUT_HW),
+                        default=list(config.DEFAULT_INPUT_HW),
                         help="model input height and width (default 1024 2048; smaller for tests)")
     parser.add_argument("--split", default="val", help="dataset split (default val)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep finished bins of the right size (after an interrupted run)")
+    add_run_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
-    input_hw = constants.check_input_hw(args.input_size)
+    input_hw = config.check_input_hw(args.input_size)
     dataset = CityscapesFine(args.data_dir, args.split, require_labels=False)
     images = [sample.image_path for sample in dataset]
     # A broken image stops the run now, not an hour into it.
     sizes_wh = image_sizes(images)
-    save_dir = output_folder(args.save_dir)
-    if args.resume:
-        remove_stale_temps(save_dir)
-    work = partial(preprocess_one, save_dir=save_dir, input_hw=input_hw, resume=args.resume)
     jobs = [(path, (height, width)) for path, (width, height) in zip(images, sizes_wh)]
-    original_sizes = dict(map_with_progress(work, jobs, args.workers, desc="Preprocess"))
+    work = partial(preprocess_one, input_hw=input_hw, resume=args.resume)
+    save_dir, original_sizes = preprocess_all(work, jobs, args.save_dir, resume=args.resume, workers=args.workers)
     resized = sum(1 for hw in original_sizes.values() if tuple(hw) != input_hw)
-    write_json_atomic(save_dir / META_NAME, {
+    write_meta(save_dir, {
         "dataset": "cityscapes", "split": args.split, "input_hw": list(input_hw),
-        "layout": "float32 CHW BGR minus pixel mean", "pixel_mean_bgr": list(constants.PIXEL_MEAN_BGR),
-        "pixel_std_bgr": list(constants.PIXEL_STD_BGR),
+        "layout": "float32 CHW BGR minus pixel mean", "pixel_mean_bgr": list(config.PIXEL_MEAN_BGR),
+        "pixel_std_bgr": list(config.PIXEL_STD_BGR),
         "images": {stem: {"original_hw": hw} for stem, hw in original_sizes.items()},
     })
     note = f" ({resized} resized from another size)" if resized else ""

@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.checkpoint import extract_state_dict, load_strict, read_checkpoint
+from common.weights.checkpoint import extract_state_dict, load_strict, read_checkpoint
 from common.cli import UserError
-from common.demo_weights import as_numpy, random_state_dict, save_numpy_pickle
-from pointrend_constants import (DEFAULT_INPUT_HW, NUM_CLASSES, PIXEL_MEAN_BGR, PIXEL_STD_BGR,  # noqa: F401
+from common.weights.demo import as_numpy, random_state_dict, save_numpy_pickle
+from pointrend.config import (DEFAULT_INPUT_HW, NUM_CLASSES, PIXEL_MEAN_BGR, PIXEL_STD_BGR,  # noqa: F401
                                  SIZE_DIVISIBILITY, check_input_hw)
 
 # POINT_HEAD.SUBDIVISION_STEPS / SUBDIVISION_NUM_POINTS of the Cityscapes config.

@@ -8,25 +8,25 @@ centred pad (pad = 255, ignored). mIoU averages the classes present in labels or
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from common.binio import read_bin, require_finite
 from common.cli import UserError, script_entry
-from common.datasets import VOC_CLASSES, VOC_IGNORE, VOCSegmentation, read_palette_label
-from common.geometry import Letterbox, letterbox
-from common.metrics import ConfusionMatrix
-from common.parallel import map_with_progress
-from common.report import report_segmentation
-from common.results import input_folder_of, match_outputs, output_file, warn_left_out
-from common.validate import image_sizes, output_file_parent
-
-NUM_CLASSES = len(VOC_CLASSES)
-META_NAME = "preprocess_meta.json"
+from common.data.geometry import Letterbox, letterbox
+from common.data.images import image_sizes, read_palette_label
+from common.data.voc import VOC_CLASSES, VOC_IGNORE, VOCSegmentation
+from common.eval.confusion import ConfusionMatrix
+from common.eval.seg_report import report_segmentation
+from common.files.bins import read_bin, require_finite
+from common.files.folders import output_file_parent
+from common.files.outputs import match_outputs, output_file, warn_left_out
+from common.pipeline.parallel import map_with_progress
+from common.pipeline.preprocess import META_NAME, add_run_arguments, find_meta, read_meta
+from refinenet.config import NUM_CLASSES, output_shapes
 
 
 def label_on_canvas(label: np.ndarray, box: Letterbox) -> np.ndarray:
@@ -47,16 +47,12 @@ def logits_to_class_map(logits_chw: np.ndarray, canvas_hw: tuple[int, int]) -> n
     return upsampled.argmax(axis=2).astype(np.uint8)
 
 
-def output_hw(size: int) -> int:
-    # stride-2 7x7 conv (pad 3), then stride-2 3x3 max-pool (pad 1): ceil twice.
-    return -(-(-(-size // 2)) // 2)
-
-
-def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometry: dict, size: int) -> np.ndarray:
+def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometry: dict,
+              size: int) -> ConfusionMatrix:
     label = read_palette_label(dataset.label_path(image_id))
     box = geometry[image_id] if image_id in geometry else letterbox(label.shape, size)
     path = output_file(result_dir, image_id)
-    logits = read_bin(path, (NUM_CLASSES, output_hw(size), output_hw(size)), np.float32)
+    logits = read_bin(path, output_shapes((size, size))[0], np.float32)
     require_finite(logits, path)
     try:
         target = label_on_canvas(label, box)
@@ -64,26 +60,22 @@ def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometr
         raise UserError(f"{dataset.label_path(image_id)}: {err}") from None
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
     matrix.update(target, logits_to_class_map(logits, box.canvas_hw))
-    return matrix.matrix
+    return matrix
 
 
-def load_geometry(meta_path: Path | None) -> tuple[dict, int | None]:
+def load_geometry(meta_path: Path) -> tuple[dict, int]:
     """{image id: Letterbox} and the input size from the preprocess metadata, checked whole."""
-    if meta_path is None or not meta_path.is_file():
-        return {}, None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        size = meta["size"]
-        records = meta["images"].items()
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        raise UserError(f"{meta_path}: not a preprocess metadata file") from None
+    meta = read_meta(meta_path, ("size", "images"), "RefineNet_preprocess.py")
+    size, records = meta["size"], meta["images"]
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise UserError(f"{meta_path}: 'size' is {size!r:.40}, expected a positive integer")
+    if not isinstance(records, dict):
+        raise UserError(f"{meta_path}: 'images' is not a mapping of image ids")
     geometry = {}
-    for image_id, record in records:
+    for image_id, record in records.items():
         try:
             box = Letterbox.from_dict(record)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             box = None
         if box is None or not _plausible(box):
             raise UserError(f"{meta_path}: the geometry of '{image_id}' is not a letterbox record")
@@ -97,16 +89,32 @@ def _plausible(box: Letterbox) -> bool:
             and box.pad_top >= 0 and box.pad_left >= 0)
 
 
+def geometry_of(result_dir: Path, meta: str | None, size: int | None) -> tuple[dict, int]:
+    """The preprocess geometry; without metadata, only when --size says the input size, the
+    letterbox recomputed from each label's size (the same formula, said on stderr)."""
+    meta_path = find_meta(result_dir, meta, required=size is None)
+    if meta_path is None:
+        print(f"[WARNING] {result_dir}: no {META_NAME} found; the geometry is recomputed for --size {size} "
+              "from each label's size", file=sys.stderr)
+        return {}, size
+    geometry, meta_size = load_geometry(meta_path)
+    if size is not None and size != meta_size:
+        raise UserError(f"{meta_path}: the bins were made at --size {meta_size}, not {size}")
+    return geometry, meta_size
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--val-dir", required=True, help="the folder holding VOCdevkit (guide: /opt/npu)")
     parser.add_argument("--result-dir", required=True, help="inference output folder (<id>_0.bin)")
     parser.add_argument("--meta", default=None,
                         help=f"{META_NAME} of the preprocess (default: found through the run's summary JSON)")
-    parser.add_argument("--size", type=int, default=500, help="model input size, when no metadata is found")
+    parser.add_argument("--size", type=int, default=None,
+                        help="model input size, only for results whose preprocess metadata is lost "
+                             "(the geometry is then recomputed from each label's size)")
     parser.add_argument("--save_path", default=None, help="metric JSON (default: <result-dir>_miou.json)")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--workers", type=int, default=1)
+    add_run_arguments(parser)
     parser.add_argument("--allow-missing", action="store_true", help="score the images that have outputs")
     return parser.parse_args(argv)
 
@@ -116,20 +124,14 @@ def main(args: argparse.Namespace) -> int:
     dataset.check_files(labels=True)
     image_sizes([dataset.label_path(i) for i in dataset.ids], kind="label", modes=("P", "L"))
     result_dir = Path(args.result_dir)
-    inputs = input_folder_of(result_dir)
-    meta_path = Path(args.meta) if args.meta else (inputs / META_NAME if inputs else None)
-    if args.meta and not meta_path.is_file():
-        raise UserError(f"{meta_path}: metadata file not found")
-    geometry, size = load_geometry(meta_path)
-    size = size or args.size
+    geometry, size = geometry_of(result_dir, args.meta, args.size)
     ids, missing = match_outputs(result_dir, dataset.ids, allow_missing=args.allow_missing)
     save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     output_file_parent(save_path)
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
     work = partial(score_one, dataset=dataset, result_dir=result_dir, geometry=geometry, size=size)
     for image_matrix in map_with_progress(work, ids, args.workers, desc="Postprocess"):
-        matrix.matrix += image_matrix
-        matrix.images += 1
+        matrix.merge(image_matrix)
     report_segmentation(matrix, VOC_CLASSES, save_path,
                         {"images_left_out": len(missing), "result_dir": str(result_dir)})
     warn_left_out(missing, len(dataset.ids))

@@ -14,18 +14,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.binio import is_finished_bin, write_bin
 from common.cli import script_entry
-from common.datasets import VOCSegmentation, read_image_rgb
-from common.fsio import remove_stale_temps, write_json_atomic
-from common.geometry import Letterbox, letterbox
-from common.parallel import map_with_progress
-from common.pixel_lut import PixelLUT
-from common.validate import image_sizes, output_folder
+from common.data.geometry import Letterbox, letterbox
+from common.data.images import image_sizes, read_image_rgb
+from common.data.pixel_lut import PixelLUT
+from common.data.voc import VOCSegmentation
+from common.files.bins import is_finished_bin, write_bin
+from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
+from refinenet import config
 
-MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-META_NAME = "preprocess_meta.json"
+MEAN_RGB = np.array(config.MEAN_RGB, dtype=np.float32)
+STD_RGB = np.array(config.STD_RGB, dtype=np.float32)
 
 
 def normalise(image_hwc: np.ndarray) -> np.ndarray:
@@ -51,10 +50,10 @@ def preprocess_image(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]
     return canvas, box
 
 
-def _process_one(job: tuple[str, tuple[int, int]], dataset: VOCSegmentation, bin_dir: Path, size: int,
+def _process_one(job: tuple[str, tuple[int, int]], dataset: VOCSegmentation, out_dir: Path, size: int,
                  resume: bool) -> tuple[str, dict]:
     image_id, original_hw = job  # (id, (height, width) from the image header)
-    out_path = bin_dir / f"{image_id}.bin"
+    out_path = out_dir / f"{image_id}.bin"
     if resume and is_finished_bin(out_path, (3, size, size), np.float32):
         # A bin is renamed into place only once complete, so one of the right size is done;
         # its geometry follows from the image size read from the header.
@@ -70,13 +69,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--root-dir", required=True, help="the VOCdevkit/VOC2012 folder")
     parser.add_argument("--bin-dir", default="./prepare_dataset", help="where the bins go")
     parser.add_argument("--split", default="val", help="ImageSets/Segmentation/<split>.txt")
-    parser.add_argument("--size", type=int, default=500, help="model input height = width")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep finished bins of the right size (after an interrupted run)")
+    parser.add_argument("--size", type=int, default=config.INPUT_SIZE, help="model input height = width")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
-    if args.size < 8 or args.workers < 1:
-        parser.error("--size must be >= 8 and --workers >= 1")
+    if args.size < 8:
+        parser.error("--size must be >= 8")
     return args
 
 
@@ -86,13 +83,10 @@ def main(args: argparse.Namespace) -> int:
     # Every image header is read before the first bin is written: a broken file stops the
     # run now, not an hour into it.
     sizes_wh = image_sizes([dataset.image_path(i) for i in dataset.ids])
-    bin_dir = output_folder(args.bin_dir)
-    if args.resume:
-        remove_stale_temps(bin_dir)
-    work = partial(_process_one, dataset=dataset, bin_dir=bin_dir, size=args.size, resume=args.resume)
     jobs = [(image_id, (h, w)) for image_id, (w, h) in zip(dataset.ids, sizes_wh)]
-    geometry = dict(map_with_progress(work, jobs, args.workers, desc="Preprocess"))
-    write_json_atomic(bin_dir / META_NAME, {"size": args.size, "images": geometry})
+    work = partial(_process_one, dataset=dataset, size=args.size, resume=args.resume)
+    bin_dir, geometry = preprocess_all(work, jobs, args.bin_dir, resume=args.resume, workers=args.workers)
+    write_meta(bin_dir, {"size": args.size, "images": geometry})
     print(f"{len(geometry)} bins of shape (3, {args.size}, {args.size}) float32 in {bin_dir}")
     return 0
 

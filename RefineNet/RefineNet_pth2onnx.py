@@ -6,17 +6,18 @@ import argparse
 
 import torch
 
-import model
 from common.cli import script_entry
-from common.onnx_tools import export_onnx
-from common.validate import output_file_parent
+from common.files.folders import output_file_parent
+from common.runtime.export import export_onnx
+from refinenet import model
+from refinenet.config import INPUT_SIZE, PACK, output_shapes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input-file", required=True, help="the .pth.tar checkpoint")
     parser.add_argument("--output-file", required=True, help="the .onnx to write")
-    parser.add_argument("--size", type=int, default=model.INPUT_HW[0],
+    parser.add_argument("--size", type=int, default=INPUT_SIZE,
                         help="input height = width (500 in the guide; smaller for tests)")
     parser.add_argument("--static-batch", type=int, default=None,
                         help="fix the batch instead of a dynamic batch axis")
@@ -30,13 +31,13 @@ def main(args: argparse.Namespace) -> int:
     output_file_parent(args.output_file)  # before the slow load, not after it
     network = model.load_pretrained(args.input_file)
     dummy = torch.randn(args.static_batch or 1, 3, args.size, args.size)
-    exported = export_onnx(network, [dummy], args.output_file, input_names=["input"],
-                           output_names=["output"], dynamic_batch=args.static_batch is None,
-                           pack="RefineNet", model_options={})
+    export_onnx(network, [dummy], args.output_file, input_names=[t.name for t in PACK.inputs],
+                output_names=[t.name for t in PACK.outputs], dynamic_batch=args.static_batch is None,
+                pack=PACK.name, model_options={})
     batch = "batch_size" if args.static_batch is None else args.static_batch
-    out_hw = -(-args.size // model.OUTPUT_STRIDE)
+    shape = ",".join(map(str, output_shapes((args.size, args.size))[0]))
     print(f"wrote {args.output_file}: input 'input' [{batch},3,{args.size},{args.size}] -> "
-          f"output '{exported.graph.output[0].name}' [{batch},{model.NUM_CLASSES},{out_hw},{out_hw}]")
+          f"output 'output' [{batch},{shape}]")
     return 0
 
 

@@ -18,12 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from common.checkpoint import load_container_into, read_checkpoint
-from common.demo_weights import random_state_dict, save_torch_checkpoint
-
-NUM_CLASSES = 21
-INPUT_HW = (500, 500)
-OUTPUT_STRIDE = 4
+from common.weights.checkpoint import load_container_into, read_checkpoint
+from common.weights.demo import random_state_dict, save_torch_checkpoint
+from refinenet.config import NUM_CLASSES
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool = False) -> nn.Conv2d:

@@ -20,12 +20,14 @@ from PIL import Image
 from tqdm import tqdm
 
 from common.cli import UserError, script_entry
-from common.datasets import VOC_CLASSES, VOC_IGNORE, read_palette_label
-from common.fsio import write_json_atomic
-from common.metrics import ConfusionMatrix
-from common.voc_lists import check_exist, read_sample_list
+from common.data.voc import VOC_CLASSES, VOC_IGNORE
+from common.data.images import read_palette_label
+from common.files.atomic import write_json_atomic
+from common.eval.confusion import ConfusionMatrix
+from common.data.voc import check_exist, read_sample_list
 
 NUM_CLASSES = len(VOC_CLASSES)
+PER_CLASS_KEYS = ("iou", "precision", "recall", "gt_pixels")  # the JSON's per-class entries
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,19 +52,6 @@ def read_prediction(path: Path) -> np.ndarray:
         raise UserError(f"{path}: mask not found") from None
     except OSError as err:
         raise UserError(f"{path}: unreadable mask ({err})") from None
-
-
-def class_statistics(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """IoU, precision and recall per class; 0 where the denominator is 0 (upstream's 1e-20)."""
-    true_pos = np.diag(matrix).astype(np.float64)
-    false_neg = matrix.sum(1) - true_pos
-    false_pos = matrix.sum(0) - true_pos
-
-    def ratio(denominator):
-        return np.divide(true_pos, denominator, out=np.zeros_like(true_pos), where=denominator > 0)
-
-    return {"iou": ratio(true_pos + false_neg + false_pos), "precision": ratio(true_pos + false_pos),
-            "recall": ratio(true_pos + false_neg), "gt_pixels": matrix.sum(1)}
 
 
 def table(stats: dict[str, np.ndarray], miou_fg: float, miou_all: float, images: int) -> str:
@@ -102,14 +91,14 @@ def main(args: argparse.Namespace) -> int:
         matrix.update(label, prediction)
     if matrix.images == 0:
         raise UserError(f"{args.masks}: no mask could be scored")
-    stats = class_statistics(matrix.matrix)
+    stats = matrix.class_statistics()
     miou_all, miou_fg = float(stats["iou"].mean()), float(stats["iou"][1:].mean())
     print(table(stats, miou_fg, miou_all, matrix.images))
     if skipped:
         print(f"skipped {len(skipped)} image(s) without a usable mask (first: {', '.join(skipped[:3])})")
     result = {"miou": miou_all, "miou_foreground": miou_fg, "images": matrix.images,
               "images_skipped": len(skipped), "skipped_ids": skipped, "masks": str(args.masks),
-              "per_class": {name: {key: float(stats[key][i]) for key in stats}
+              "per_class": {name: {key: float(stats[key][i]) for key in PER_CLASS_KEYS}
                             for i, name in enumerate(VOC_CLASSES)},
               "confusion_matrix": matrix.matrix.tolist()}
     save_path = args.save_path or Path(str(args.masks).rstrip("/") + "_miou.json")

@@ -28,8 +28,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from common.cli import UserError, script_entry
-from common.onnx_tools import (META_ATC_ONLY as ATC_ONLY_KEY, consumers, get_attribute, load_onnx,
-                               producers, save_onnx, set_metadata)
+from common.runtime.graph import (META_ATC_ONLY as ATC_ONLY_KEY, consumers, get_attribute, load_onnx,
+                                  producers, save_onnx, set_metadata)
 
 DEFAULT_DOMAINS = ("", "ai.onnx")
 ATC_ONLY_NOTE = ("Softmax(axis=1) at opset 11: ATC runs it per pixel over channels, ONNX Runtime "

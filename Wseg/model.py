@@ -19,10 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.checkpoint import load_checkpoint_into
-from common.demo_weights import random_state_dict, save_torch_checkpoint
-
-NUM_CLASSES = 21  # background + 20 VOC classes
+from common.weights.checkpoint import load_checkpoint_into
+from common.weights.demo import random_state_dict, save_torch_checkpoint
+from wseg.config import NUM_CLASSES
 SG_PSI = 0.3  # config SG_PSI: test-time mix of shallow features into deep ones
 FOCAL_P = 3  # config FOCAL_P
 FOCAL_LAMBDA = 0.01  # config FOCAL_LAMBDA

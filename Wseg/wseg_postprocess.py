@@ -15,7 +15,6 @@ iterations), OUT_DIR/crf/<id>.png. The pads come from the preprocess metadata fi
 from __future__ import annotations
 
 import argparse
-import json
 from functools import partial
 from pathlib import Path
 
@@ -24,18 +23,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import model
-from common.binio import read_bin, require_finite
 from common.cli import UserError, script_entry
-from common.fsio import atomic_path, write_json_atomic
-from common.parallel import map_with_progress
-from common.results import input_folder_of, match_outputs, warn_left_out
-from common.validate import image_sizes
-from common.voc_lists import ListedSample, check_exist, read_sample_list
+from common.data.images import image_sizes
+from common.data.voc import ListedSample, check_exist, read_sample_list
+from common.files.atomic import atomic_path, write_json_atomic
+from common.files.bins import read_bin, require_finite
+from common.files.outputs import match_outputs, warn_left_out
+from common.pipeline.parallel import map_with_progress
+from common.pipeline.preprocess import add_allow_missing_argument, add_workers_argument, find_meta, read_meta
+from wseg import model
+from wseg.config import META_NAME, NUM_CLASSES, VARIANTS
 
-META_NAME = "wseg_preprocess_meta.json"  # written by wseg_preprocess.py
-NUM_CLASSES = model.NUM_CLASSES
-NUM_VARIANTS = 8
+NUM_VARIANTS = len(VARIANTS)
 FP_CUT_SCORE = 0.1  # TEST.FP_CUT_SCORE: class kept when its best sigmoid score exceeds this
 BG_POW = 3  # TEST.BG_POW
 CRF_ITERATIONS = 10
@@ -57,35 +56,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--crf", choices=("auto", "on", "off"), default="auto",
                         help="auto: run the CRF when pydensecrf is importable, else say why not "
                              "and write the raw masks only; on: fail without it; off: skip")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
-    parser.add_argument("--allow-missing", action="store_true",
-                        help="process the images whose 8 outputs are all present")
+    add_workers_argument(parser)
+    add_allow_missing_argument(parser)
     return parser.parse_args(argv)
 
 
 # ---- inputs -------------------------------------------------------------------------------
 
-def find_meta(args: argparse.Namespace) -> Path:
-    if args.meta is not None:
-        if not args.meta.is_file():
-            raise UserError(f"{args.meta}: metadata file not found")
-        return args.meta
-    inputs = input_folder_of(args.result_dir)
-    candidates = ([inputs / META_NAME] if inputs else []) + [args.result_dir.parent / META_NAME]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise UserError(f"{args.result_dir}: no {META_NAME} found through the inference summary; "
-                    f"pass --meta <preprocess OUT_DIR>/{META_NAME}")
-
-
-def load_meta(path: Path) -> dict:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        int(meta["pad_size"])
-        meta["images"].items()
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise UserError(f"{path}: not a {META_NAME} file") from None
+def load_meta(result_dir: Path, explicit: Path | None) -> dict:
+    path = find_meta(result_dir, explicit, META_NAME, also=[result_dir.parent / META_NAME])
+    meta = read_meta(path, ("pad_size", "images"), "wseg_preprocess.py")
+    if isinstance(meta["pad_size"], bool) or not isinstance(meta["pad_size"], int) or not isinstance(meta["images"], dict):
+        raise UserError(f"{path}: not a {META_NAME} written by wseg_preprocess.py ('pad_size' or 'images')")
     return meta
 
 
@@ -207,7 +189,7 @@ def main(args: argparse.Namespace) -> int:
     samples = read_sample_list(args.data, args.val_list)
     check_exist(samples, labels=False)
     image_sizes([s.image_path for s in samples])  # the CRF reads each image: a broken one fails now
-    meta = load_meta(find_meta(args))
+    meta = load_meta(args.result_dir, args.meta)
     stems = [f"{s.image_id}_{k}" for s in samples for k in range(NUM_VARIANTS)]
     complete, _ = match_outputs(args.result_dir, stems, num_outputs=2,
                                 allow_missing=args.allow_missing)

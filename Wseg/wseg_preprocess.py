@@ -22,19 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.binio import is_finished_bin, write_bin
 from common.cli import UserError, script_entry
-from common.fsio import remove_stale_temps, write_json_atomic
-from common.parallel import map_with_progress
-from common.validate import image_sizes, output_folder
-from common.voc_lists import ListedSample, check_exist, read_sample_list
-
-SCALES = (1.0, 0.5, 1.5, 2.0)  # TEST.SCALES of voc_resnet38.yaml
-VARIANTS = tuple((scale, flip) for scale in SCALES for flip in (False, True))  # k = 0..7
-MEAN_RGB = (0.485, 0.456, 0.406)
-STD_RGB = (0.229, 0.224, 0.225)
-DEFAULT_PAD_SIZE = 1024  # TEST.PAD_SIZE
-META_NAME = "wseg_preprocess_meta.json"
+from common.data.images import image_sizes
+from common.data.voc import ListedSample, check_exist, read_sample_list
+from common.files.bins import is_finished_bin, write_bin
+from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
+from wseg.config import DEFAULT_PAD_SIZE, MEAN_RGB, META_NAME, SCALES, STD_RGB, VARIANTS
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,9 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("out_dir", type=Path, help="folder for the <id>_<k>.bin files")
     parser.add_argument("--pad-size", type=int, default=DEFAULT_PAD_SIZE,
                         help="square network input side (the export's --input-size); default 1024")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
-    parser.add_argument("--resume", action="store_true",
-                        help="keep finished bins of the right size (after an interrupted run)")
+    add_run_arguments(parser)
     args = parser.parse_args(argv)
     if args.pad_size < 8 or args.pad_size % 8:
         parser.error("--pad-size must be a positive multiple of 8")
@@ -129,16 +120,14 @@ def main(args: argparse.Namespace) -> int:
     sizes_wh = image_sizes([sample.image_path for sample in samples])
     for sample, size_wh in zip(samples, sizes_wh):
         variant_pads(size_wh, max(SCALES), args.pad_size, sample.image_path)
-    output_folder(args.out_dir)
-    if args.resume:
-        remove_stale_temps(args.out_dir)
-    work = partial(preprocess_one, out_dir=args.out_dir, pad_size=args.pad_size, resume=args.resume)
-    images = dict(map_with_progress(work, list(zip(samples, sizes_wh)), args.workers, desc="Preprocess"))
+    work = partial(preprocess_one, pad_size=args.pad_size, resume=args.resume)
+    out_dir, images = preprocess_all(work, list(zip(samples, sizes_wh)), args.out_dir, resume=args.resume,
+                                     workers=args.workers)
     meta = {"pad_size": args.pad_size, "scales": list(SCALES), "flip": True,
             "mean_rgb": list(MEAN_RGB), "std_rgb": list(STD_RGB),
             "bin": {"dtype": "float32", "shape": [3, args.pad_size, args.pad_size]},
             "images": images}
-    write_json_atomic(args.out_dir / META_NAME, meta)
+    write_meta(out_dir, meta, META_NAME)
     print(f"wrote {len(images) * len(VARIANTS)} bins for {len(images)} images to {args.out_dir} "
           f"and {META_NAME}")
     return 0

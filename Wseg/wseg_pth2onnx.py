@@ -18,14 +18,12 @@ from pathlib import Path
 
 import torch
 
-import model
 from common.cli import UserError, script_entry
-from common.onnx_tools import export_onnx
-from common.validate import output_file_parent
-
-DEFAULT_INPUT_SIZE = 1024  # TEST.PAD_SIZE of voc_resnet38.yaml
-INPUT_NAMES = ["image"]
-OUTPUT_NAMES = ["cls", "mask"]
+from common.files.folders import output_file_parent
+from common.runtime.export import export_onnx
+from wseg import model
+from wseg.config import DEFAULT_PAD_SIZE as DEFAULT_INPUT_SIZE
+from wseg.config import INPUT_NAMES, OUTPUT_NAMES, PACK
 # (config section, key, value this network implements)
 FIXED_CONFIG = (("NET", "BACKBONE", "resnet38"), ("NET", "MODEL", "ae"),
                 ("NET", "SG_PSI", model.SG_PSI), ("NET", "FOCAL_P", model.FOCAL_P),
@@ -92,8 +90,8 @@ def main(args: argparse.Namespace) -> int:
     options = {"lean_mask": bool(args.lean_mask)}
     network = model.load_pretrained(args.checkpoint, **options)
     dummy = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    export_onnx(network, [dummy], args.output, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
-                dynamic_batch=True, pack="Wseg", model_options=options)
+    export_onnx(network, [dummy], args.output, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                dynamic_batch=True, pack=PACK.name, model_options=options)
     mask_side = model.lean_mask_size(size) if args.lean_mask else size
     print(f"wrote {args.output}: image [B,3,{size},{size}] -> cls [B,20], "
           f"mask [B,21,{mask_side},{mask_side}] (opset 11, dynamic batch)")

@@ -22,12 +22,12 @@ from pathlib import Path
 from bench.machine import describe_machine, load_average, measure_disk_write, measure_peak
 from bench.registry import PACK_BENCHES
 from bench.report import write_report
-from common.fsio import write_json_atomic
-from common.packs import PACKS, REPO_ROOT
+from common.files.atomic import write_json_atomic
+from common.pipeline.packs import PACK_NAMES, REPO_ROOT
 
 BENCH_DIR = Path(__file__).resolve().parent
 RUN_ORDER = ("RefineNet", "3D_HRNet", "PointRend", "MaskRCNN_mmdet", "Wseg")
-assert sorted(RUN_ORDER) == sorted(PACKS)
+assert sorted(RUN_ORDER) == sorted(PACK_NAMES)
 
 
 def log(message: str) -> None:
@@ -72,12 +72,8 @@ def _read_json(path: Path) -> dict | None:
 
 def pack_status(pack: str) -> str | None:
     """None when the pack can be benchmarked, else why not."""
-    entry = PACK_BENCHES.get(pack)
-    if entry is None:
-        return "not available yet: no benchmark entry (its scripts are not in the repository yet)"
-    missing = entry.missing_files()
-    if missing:
-        return f"not available yet: {pack}/ lacks {', '.join(missing)}"
+    if pack not in PACK_BENCHES:
+        return "not available yet: no benchmark entry in bench/registry.py"
     return None
 
 
@@ -134,7 +130,7 @@ def run_tuning(args, results_dir: Path, work: Path) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and counts (smoke test)")
-    parser.add_argument("--packs", nargs="+", default=list(RUN_ORDER), choices=list(PACKS),
+    parser.add_argument("--packs", nargs="+", default=list(RUN_ORDER), choices=list(PACK_NAMES),
                         help="default: all, cheapest first (Wseg's 5.4 TFLOP per input last)")
     parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "segzoo_bench"),
                         help="scratch folder for models, datasets and bins (several GB in a full run)")
@@ -174,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
     machine["load_average_at_end"] = load_average()
     machine["finished_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     write_json_atomic(results_dir / "machine.json", machine)
-    write_report(results_dir, out, PACKS)
+    write_report(results_dir, out, PACK_NAMES)
     log(f"report: {out}")
     return 0
 

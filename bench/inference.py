@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.parity import compare_arrays
+from common.eval.parity import compare_arrays
 
 
 @dataclass

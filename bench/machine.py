@@ -84,7 +84,7 @@ def _onnxruntime_matmul(a, b, threads: int):
     Runtime packs constant weights once); its MLAS kernels use AVX-512 where a BLAS may not."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
-    from common.infer import session_options
+    from common.runtime.onnxruntime_backend import session_options
 
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(a.shape))],

@@ -2,9 +2,8 @@
 
 `python3 -m bench.measure --pack RefineNet --script RefineNet_preprocess --json out.json -- ARGS`
 
-The script is imported by its own name with the pack folder first on sys.path (so its
-`import model` works as when the user runs it, and worker processes can import it), then
-`main(parse_args(ARGS))` is timed: start-up (imports) is excluded, as in the guides' per-image
+The script is imported as a module of its pack's package (so worker processes can import it
+too), then `main(parse_args(ARGS))` is timed: start-up (imports) is excluded, as in the guides' per-image
 figures. Peak memory is this process's VmHWM (the high-water resident set of its own address
 space; `ru_maxrss` would not do: Linux carries the parent's peak over fork+exec, so a child
 of a big benchmark process would report the parent's size). Worker processes (`--workers`)
@@ -14,14 +13,13 @@ after fork is counted in it too).
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import resource
 import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from common.pipeline.packs import pack_module
 
 
 def _status_mib(field: str) -> float:
@@ -38,10 +36,7 @@ def _max_rss_mib() -> tuple[float, float]:
 
 
 def run(pack: str, script: str, argv: list[str]) -> dict:
-    pack_dir = REPO_ROOT / pack
-    sys.path.insert(0, str(pack_dir))
-    sys.path.insert(1, str(REPO_ROOT))
-    module = importlib.import_module(script)
+    module = pack_module(pack, script)
     args = module.parse_args(argv)
     rss_before, _ = _max_rss_mib()
     start = time.perf_counter()

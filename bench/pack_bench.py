@@ -21,9 +21,9 @@ import numpy as np
 
 from bench.inference import RunPlan, compare_backends, random_feeds
 from bench.registry import PACK_BENCHES, DataSet, PackBench, Script
-from common.binio import bin_stem, list_bins
-from common.fsio import write_json_atomic
-from common.packs import REPO_ROOT, load_pack_module
+from common.files.bins import bin_stem, list_bins
+from common.files.atomic import write_json_atomic
+from common.pipeline.packs import REPO_ROOT, pack_module
 
 QUICK_COUNTS = (3, 8)
 
@@ -34,7 +34,7 @@ def log(message: str) -> None:
 
 def run_script_in_process(pack: str, script: Script) -> float:
     """Run a pack script's main() here (exports need no isolation); returns seconds."""
-    module = load_pack_module(pack, script.name)
+    module = pack_module(pack, script.name)
     start = time.perf_counter()
     status = module.main(module.parse_args(script.argv))
     if status:
@@ -60,7 +60,7 @@ def write_demo_weights(entry: PackBench, work: Path) -> Path:
     path = work / "weights" / entry.checkpoint_name
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        load_pack_module(entry.pack, "model").write_demo_checkpoint(str(path))
+        pack_module(entry.pack, "model").write_demo_checkpoint(str(path))
     return path
 
 
@@ -105,8 +105,8 @@ def export_all_options(entry: PackBench, checkpoint: Path, hw, work: Path) -> di
 
 def benchmark_inference(entry: PackBench, onnx_path: Path, checkpoint: Path, batches, plan: RunPlan,
                         threads: int, peak_gflops: float, flops_per_image: int) -> list[dict]:
-    from common.infer import OnnxRuntimeBackend
-    from common.torch_infer import TorchBackend
+    from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from common.runtime.torch_backend import TorchBackend
     onnx_backend = OnnxRuntimeBackend(onnx_path, threads=threads)
     torch_backend = TorchBackend(onnx_path, checkpoint, threads=threads)
     rows = compare_backends(onnx_backend, torch_backend, batches, plan, progress=log)
@@ -157,7 +157,7 @@ def measure_pre_post(entry: PackBench, work: Path, count: int, data: DataSet, wo
     pre["bin_bytes_per_image"] = sum(path.stat().st_size for path in list_bins(bins)) / count
     result = folder / "result" / "onnxruntime"
     written = write_synthetic_outputs(entry, bins, result, data.input_hw)
-    for script in entry.before_postprocess(root, folder):
+    for script in entry.before_postprocess(root, folder, data.input_hw):
         run_script_in_process(entry.pack, script)
     post = measure_in_child(entry.pack, entry.postprocess(root, result, folder, workers, data.input_hw),
                             folder / "post.json", log_path)
@@ -219,7 +219,7 @@ def run_pack(entry: PackBench, work: Path, quick: bool, threads: int, peak_gflop
     exports = export_all_options(entry, checkpoint, hw, work)
     default = next(iter(exports.values()))
     onnx_path = Path(default["onnx"])
-    from common.infer import OnnxRuntimeBackend
+    from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
     specs = OnnxRuntimeBackend(onnx_path, threads=threads).input_specs()
     feeds = random_feeds(specs, 1)
     result["static_batch"] = None if specs[0].batch_is_dynamic else specs[0].shape[0]

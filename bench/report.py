@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from common.fsio import write_text_atomic
+from common.files.atomic import write_text_atomic
 
 # issue 8's goals
 PREPOST_SPEEDUP_GOAL = 5.0

@@ -20,8 +20,8 @@ from typing import Callable
 import numpy as np
 
 from bench.inference import random_feeds
-from common.fsio import write_json_atomic
-from common.parity import compare_arrays
+from common.files.atomic import write_json_atomic
+from common.eval.parity import compare_arrays
 
 
 def log(message: str) -> None:
@@ -33,7 +33,7 @@ def log(message: str) -> None:
 def _session(model: str | bytes, threads: int | None, configure: Callable | None = None):
     """common.infer's own session options, then one change."""
     import onnxruntime as ort
-    from common.infer import session_options
+    from common.runtime.onnxruntime_backend import session_options
     options = session_options(threads)
     if configure:
         configure(options)
@@ -66,7 +66,7 @@ def _io_binding_runner(session) -> Callable:
 def session_variants(onnx_path: Path, threads: int) -> dict[str, Callable]:
     """name -> a function building the runner (built lazily, one at a time)."""
     import onnxruntime as ort
-    from common.infer import OnnxRuntimeBackend
+    from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
     level = ort.GraphOptimizationLevel
 
     def with_level(value):
@@ -97,11 +97,11 @@ def session_variants(onnx_path: Path, threads: int) -> dict[str, Callable]:
 def export_without_folding(onnx_path: Path, checkpoint: Path, out_path: Path) -> Path:
     """The same module and export call as export_onnx, with do_constant_folding=False."""
     import torch
-    from common.onnx_tools import load_onnx, read_metadata, META_PACK, META_OPTIONS
-    from common.packs import load_pack_module
+    from common.runtime.graph import load_onnx, read_metadata, META_PACK, META_OPTIONS
+    from common.pipeline.packs import pack_module
     graph = load_onnx(onnx_path, load_weights=False)
     metadata = read_metadata(graph)
-    module = load_pack_module(metadata[META_PACK], "model").load_pretrained(
+    module = pack_module(metadata[META_PACK], "model").load_pretrained(
         str(checkpoint), **json.loads(metadata.get(META_OPTIONS, "{}")))
     inputs = [i for i in graph.graph.input if i.name not in {init.name for init in graph.graph.initializer}]
     dummies = [torch.randn(1, *[d.dim_value for d in i.type.tensor_type.shape.dim][1:]) for i in inputs]
@@ -143,7 +143,7 @@ def export_variants(onnx_path: Path, checkpoint: Path, work: Path) -> dict[str, 
 def run_tuning(onnx_path: Path, checkpoint: Path, work: Path, threads: int, batch: int, rounds: int,
                budget_s: float = 0.0, max_rounds: int = 20) -> dict:
     """At least `rounds` rounds, more while the timed rounds have taken less than `budget_s`."""
-    from common.infer import OnnxRuntimeBackend
+    from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
     feeds = random_feeds(OnnxRuntimeBackend(onnx_path, threads=threads).input_specs(), batch, seed=1)
     runners: dict[str, Callable] = {}
     info: dict[str, dict] = {}

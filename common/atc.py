@@ -7,95 +7,14 @@ one line that ATC is absent and the ONNX model runs on ONNX Runtime instead.
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import shutil
 import subprocess
-from typing import Sequence
 
 from common.cli import UserError, script_entry
-
-ONNX_FRAMEWORK = 5
-LOG_LEVELS = ("debug", "info", "warning", "error", "null")
-
-
-def soc_version_from_npu_smi(text: str) -> str | None:
-    """`Ascend` + the Name column of the first chip row of an `npu-smi info` table.
-
-    Chip rows look like `| 0     310P3     | OK   | ...`: an id, then the name, in the first
-    cell. Names already starting with `Ascend` are not prefixed twice.
-    """
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if not cells:
-            continue
-        match = re.fullmatch(r"\d+\s+(\S+)", cells[0])
-        if match and len(cells) >= 2 and re.match(r"(OK|Warning|Alarm|Critical|UNKNOWN)\b", cells[1]):
-            name = match.group(1)
-            return name if name.lower().startswith("ascend") else f"Ascend{name}"
-    return None
-
-
-def detect_soc_version() -> str | None:
-    if shutil.which("npu-smi") is None:
-        return None
-    try:
-        text = subprocess.run(["npu-smi", "info"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return soc_version_from_npu_smi(text)
-
-
-def format_input_shape(shapes: dict[str, Sequence[int]]) -> str:
-    return ";".join(f"{name}:{','.join(str(d) for d in dims)}" for name, dims in shapes.items())
-
-
-def atc_command(model: str, output: str, input_shapes: dict[str, Sequence[int]], soc_version: str,
-                out_nodes: Sequence[str] = (), log: str = "error", input_format: str = "NCHW",
-                extra: Sequence[str] = ()) -> list[str]:
-    """The argument list of one ATC conversion (output is a prefix: ATC appends `.om`)."""
-    if log not in LOG_LEVELS:
-        raise UserError(f"--log must be one of {', '.join(LOG_LEVELS)}")
-    command = ["atc", f"--framework={ONNX_FRAMEWORK}", f"--model={model}", f"--output={output}",
-               f"--input_format={input_format}", f"--input_shape={format_input_shape(input_shapes)}",
-               f"--log={log}", f"--soc_version={soc_version}"]
-    if out_nodes:
-        command.append(f"--out_nodes={';'.join(out_nodes)}")
-    return command + list(extra)
-
-
-def parse_shape_arg(text: str) -> dict[str, list[int]]:
-    """`"input:1,3,500,500;other:1,4"` -> {"input": [1,3,500,500], "other": [1,4]}."""
-    shapes = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        name, _, dims = part.rpartition(":")
-        try:
-            shapes[name] = [int(d) for d in dims.split(",")]
-        except ValueError:
-            raise UserError(f"--input_shape: '{part}' is not name:d0,d1,...") from None
-        if not name:
-            raise UserError(f"--input_shape: '{part}' has no input name")
-    return shapes
-
-
-def check_shapes_against_model(model_path: str, shapes: dict[str, list[int]]) -> None:
-    """--input_shape must name the model's inputs with their rank and fixed sizes (ATC's own
-    error for a wrong name comes after minutes of parsing and is hard to read)."""
-    from common.onnx_tools import load_onnx
-
-    graph = load_onnx(model_path, load_weights=False).graph
-    initializers = {init.name for init in graph.initializer}
-    inputs = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-              for v in graph.input if v.name not in initializers}
-    for name, dims in shapes.items():
-        if name not in inputs:
-            raise UserError(f"{model_path}: --input_shape names '{name}', the model's inputs are "
-                            f"{', '.join(inputs) or 'none'}")
-        want = inputs[name]
-        if len(dims) != len(want) or any(w is not None and w != d for w, d in zip(want, dims)):
-            shown = ",".join("?" if w is None else str(w) for w in want)
-            raise UserError(f"{model_path}: --input_shape gives '{name}' {','.join(map(str, dims))}, "
-                            f"the model's input is {shown}")
+from common.runtime.graph import atc_out_nodes, load_onnx
+from common.runtime.atc import (LOG_LEVELS, atc_command, check_shapes_against_model,
+                                detect_soc_version, parse_shape_arg)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -105,6 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--input_shape", required=True, help='e.g. "input:1,3,500,500"')
     parser.add_argument("--soc_version", default=None, help="default: read from `npu-smi info`")
     parser.add_argument("--out_nodes", default="", help='";"-separated output nodes, e.g. "Conv_1:0;Conv_2:0"')
+    parser.add_argument("--out-nodes-from-outputs", action="store_true",
+                        help="--out_nodes = the nodes producing the graph outputs, in output order")
     parser.add_argument("--log", default="error", choices=LOG_LEVELS)
     parser.add_argument("--input_format", default="NCHW")
     parser.add_argument("--print-only", action="store_true", help="print the command, do not run it")
@@ -113,8 +34,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     soc = args.soc_version or detect_soc_version() or "Ascend${chip_name}"
+    out_nodes = [n for n in args.out_nodes.split(";") if n]
+    if args.out_nodes_from_outputs:
+        out_nodes = atc_out_nodes(load_onnx(args.model, load_weights=False))
     command = atc_command(args.model, args.output, parse_shape_arg(args.input_shape), soc,
-                          [n for n in args.out_nodes.split(";") if n], args.log, args.input_format)
+                          out_nodes, args.log, args.input_format)
     print(shlex.join(command))
     if args.print_only:
         return 0
@@ -126,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
     if "${chip_name}" in soc:
         raise UserError("npu-smi gave no chip name: pass --soc_version (e.g. Ascend310P3)")
     return subprocess.call(command)
+
 
 
 if __name__ == "__main__":

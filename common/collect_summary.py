@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 from common.cli import script_entry
-from common.report import summary_markdown, write_summary
+from common.pipeline.packs import PACK_NAMES
+from common.summary.markdown import summary_markdown, write_summary
 
 
 def read_row(path: Path) -> dict | None:
@@ -21,14 +22,18 @@ def read_row(path: Path) -> dict | None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("results", help="the results folder of run_all.sh")
-    parser.add_argument("--packs", nargs="+", required=True)
+    parser.add_argument("--packs", nargs="+", default=list(PACK_NAMES))
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
-    results = Path(args.results)
+    return collect(Path(args.results), args.packs)
+
+
+def collect(results: Path, packs: list[str]) -> int:
+    """Write the summary files of the packs' rows and print the table; 1 when a pack has none."""
     rows = []
-    for pack in args.packs:
+    for pack in packs:
         row_path = results / pack / "summary_row.json"
         row = read_row(row_path) if row_path.is_file() else None
         if row is not None:

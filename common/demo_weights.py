@@ -1,78 +1,36 @@
-"""Randomly initialised checkpoints in the ORIGINAL file formats, built from the key manifests.
+"""Demo weights for a pack: `python3 -m common.demo_weights PACK OUT_FILE`.
 
-`common/manifests/<Model>.keys.json` lists every tensor of each published checkpoint (name,
-shape, dtype) and how the file wraps them. The tests and the demo write such files with random
-values ("demo weights") so the real loading code, the export and the metric run end to end
-without downloading anything. Values are scaled so that a deep network stays finite and its
-logits vary across classes; they carry no meaning.
+Random values in the ORIGINAL checkpoint's file format, names and shapes (from the key
+manifest), so that every step of a pack's README can be followed without the published file.
+They predict noise: a run with them checks the pipeline and the backends' parity, not accuracy.
 """
 from __future__ import annotations
 
-import json
-import math
-import pickle
-from collections import OrderedDict
-from functools import lru_cache
+import argparse
 from pathlib import Path
-from typing import Mapping
 
-import numpy as np
-import torch
-
-from common.fsio import atomic_path
-
-MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
-MODEL_NAMES = ("RefineNet", "3D_HRNet", "PointRend", "Wseg", "MaskRCNN_mmdet")
+from common.cli import script_entry
+from common.files.folders import output_file_parent
+from common.pipeline.packs import PACK_NAMES, pack_config, pack_module
 
 
-@lru_cache(maxsize=None)
-def load_manifest(model_name: str) -> dict:
-    path = MANIFEST_DIR / f"{model_name}.keys.json"
-    return json.loads(path.read_text(encoding="utf-8"))
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m common.demo_weights", description=__doc__.split("\n")[0])
+    parser.add_argument("pack", choices=PACK_NAMES)
+    parser.add_argument("out_file", nargs="?", default=None,
+                        help="checkpoint to write (default: the published file name, here)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
 
 
-def manifest_shapes(model_name: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """{tensor name: (shape, dtype name)} in the manifest's order."""
-    return {name: (tuple(shape), dtype) for name, shape, dtype in load_manifest(model_name)["tensors"]}
+def main(args: argparse.Namespace) -> int:
+    config = pack_config(args.pack)
+    path = output_file_parent(args.out_file or config.weights_file)
+    pack_module(args.pack, "model").write_demo_checkpoint(Path(path), seed=args.seed)
+    print(f"wrote {path}: demo weights for {args.pack} (random values in the format of {config.weights_file}; "
+          "they predict noise)")
+    return 0
 
 
-def random_state_dict(model_name: str, seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
-    """Random tensors with the manifest's names, shapes and dtypes."""
-    generator = torch.Generator().manual_seed(seed)
-    state = OrderedDict()
-    for name, (shape, dtype) in manifest_shapes(model_name).items():
-        state[name] = _random_tensor(name, shape, dtype, generator)
-    return state
-
-
-def _random_tensor(name: str, shape: tuple[int, ...], dtype: str, gen: torch.Generator) -> torch.Tensor:
-    if dtype.startswith("int"):
-        return torch.zeros(shape, dtype=getattr(torch, dtype))
-    leaf = name.rsplit(".", 1)[-1]
-    if leaf == "running_var":
-        return torch.empty(shape).uniform_(0.5, 1.5, generator=gen)
-    if leaf == "running_mean":
-        return torch.randn(shape, generator=gen) * 0.1
-    if len(shape) <= 1:
-        # Norm scales near 1 keep activations alive; biases small so classes differ mildly.
-        if leaf == "weight":
-            return torch.empty(shape).uniform_(0.5, 1.0, generator=gen)
-        return torch.randn(shape, generator=gen) * 0.05
-    fan_in = math.prod(shape[1:])
-    return torch.randn(shape, generator=gen) * (1.0 / math.sqrt(fan_in))
-
-
-def save_torch_checkpoint(path: str | Path, container: object) -> None:
-    """torch.save through a temporary name (the files the packs read as `.pth`/`.pth.tar`)."""
-    with atomic_path(path) as tmp:
-        torch.save(container, tmp)
-
-
-def save_numpy_pickle(path: str | Path, container: Mapping) -> None:
-    """A detectron2-style `.pkl`: a pickled dict of numpy arrays (protocol 2, latin1-readable)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        pickle.dump(container, handle, protocol=2)
-
-
-def as_numpy(state: Mapping[str, torch.Tensor]) -> "OrderedDict[str, np.ndarray]":
-    return OrderedDict((name, tensor.numpy()) for name, tensor in state.items())
+if __name__ == "__main__":
+    script_entry(main, parse_args)

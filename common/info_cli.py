@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.binio import list_bins, write_info
+from common.files.bins import list_bins
+from common.files.info import write_info
 from common.cli import UserError
-from common.validate import image_sizes, output_file_parent
+from common.data.images import image_sizes
+from common.files.folders import output_file_parent
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
 

@@ -50,7 +50,7 @@ def expect_one_line(code: int, lines: list[str], *fragments: str) -> str:
 @pytest.fixture(scope="session")
 def synthetic_voc(tmp_path_factory) -> Path:
     """A VOCdevkit parent folder with 4 small images (long sides 500 and not 500)."""
-    from common.synth import write_synthetic_voc
+    from common.data.synth.voc import write_synthetic_voc
     root = tmp_path_factory.mktemp("voc")
     write_synthetic_voc(root, count=4, seed=3, sizes_hw=((60, 80), (80, 45), (64, 64), (30, 100)))
     return root

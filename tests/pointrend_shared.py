@@ -34,8 +34,8 @@ _DEMO_CHECKPOINT = {}
 def demo_checkpoint(tmp_path_factory):
     """One demo `model_final_cf6ac1.pkl` per test session (190 MB: written once, shared)."""
     if "path" not in _DEMO_CHECKPOINT:
-        from common.packs import load_pack_module
-        model = load_pack_module("PointRend", "model")
+        from common.pipeline.packs import pack_module
+        model = pack_module("PointRend", "model")
         folder = tmp_path_factory.mktemp("pointrend_weights")
         _DEMO_CHECKPOINT["path"] = model.write_demo_checkpoint(folder / "model_final_cf6ac1.pkl")
     return _DEMO_CHECKPOINT["path"]

@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 
-from common.checkpoint import read_checkpoint
+from common.weights.checkpoint import read_checkpoint
 from common.cli import UserError
-from common.demo_weights import load_manifest, manifest_shapes, save_torch_checkpoint
-from common.packs import load_pack_module
+from common.weights.manifest import load_manifest, manifest_shapes
+from common.weights.demo import save_torch_checkpoint
+from common.pipeline.packs import pack_module
 
-model = load_pack_module("3D_HRNet", "model")
+model = pack_module("3D_HRNet", "model")
 
 
 @pytest.fixture(scope="module")

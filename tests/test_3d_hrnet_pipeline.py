@@ -10,23 +10,23 @@ import onnx
 import pytest
 from PIL import Image
 
-from common.binio import read_bin
+from common.files.bins import read_bin
 from common.cli import UserError
-from common.datasets import CityscapesFine, read_cityscapes_train_ids
-from common.onnx_tools import get_attribute, read_metadata
-from common.packs import load_pack_module
-from common.parity import compare_arrays
-from common.synth import write_synthetic_cityscapes
-from common.upsample import bilinear_argmax
+from common.data.cityscapes import CityscapesFine, read_cityscapes_train_ids
+from common.runtime.graph import atc_out_nodes, get_attribute, read_metadata
+from common.pipeline.packs import pack_module
+from common.eval.parity import compare_arrays
+from common.data.synth.cityscapes import write_synthetic_cityscapes
+from common.eval.upsample import bilinear_argmax
 from conftest import error_lines, run_script
 
 HEIGHT, WIDTH = 64, 128  # the guide's 1024x2048 divided by 16
 OUT_HW = (HEIGHT // 4, WIDTH // 4)
 PACK = "3D_HRNet"
-model_py = load_pack_module(PACK, "model")
-fix_py = load_pack_module(PACK, "performance_optimize_resize")
-preprocess_py = load_pack_module(PACK, "HRNet_preprocess")
-postprocess_py = load_pack_module(PACK, "HRNet_postprocess")
+model_py = pack_module(PACK, "model")
+fix_py = pack_module(PACK, "performance_optimize_resize")
+preprocess_py = pack_module(PACK, "HRNet_preprocess")
+postprocess_py = pack_module(PACK, "HRNet_postprocess")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_resize_edit_finds_the_guides_four_nodes_by_structure(pipeline):
     targets = fix_py.guide_resize_targets(graph_model.graph)
     # torch >= 1.13 scope names of the torch 1.8 nodes Resize_1376/1363/1350/585 (spec 5.2)
     assert [t.node.name for t in targets] == ["/Resize_2", "/Resize_1", "/Resize", "/stage3/stage3.3/Resize"]
-    assert fix_py.output_conv_nodes(graph_model) == ["/aux_head/aux_head.3/Conv", "/cls_head/Conv"]
+    assert atc_out_nodes(graph_model) == ["/aux_head/aux_head.3/Conv:0", "/cls_head/Conv:0"]
     assert '--out_nodes="/aux_head/aux_head.3/Conv:0;/cls_head/Conv:0"' in pipeline["fix_stdout"]
 
 

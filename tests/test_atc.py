@@ -1,6 +1,6 @@
 import pytest
 
-from common.atc import atc_command, parse_shape_arg, soc_version_from_npu_smi
+from common.runtime.atc import atc_command, parse_shape_arg, soc_version_from_npu_smi
 from common.cli import UserError
 from conftest import run_script
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from common.binio import bin_stem, list_bins, natural_key, parse_info, read_bin, write_bin, write_info
+from common.files.bins import bin_stem, list_bins, natural_key, read_bin, write_bin
+from common.files.info import parse_info, write_info
 from common.cli import UserError
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from common.checkpoint import extract_state_dict, load_checkpoint_into, load_strict, read_checkpoint
+from common.weights.checkpoint import extract_state_dict, load_checkpoint_into, load_strict, read_checkpoint
 from common.cli import UserError
-from common.demo_weights import save_numpy_pickle, save_torch_checkpoint
+from common.weights.demo import save_numpy_pickle, save_torch_checkpoint
 
 
 class Tiny(nn.Module):
@@ -103,8 +103,8 @@ def test_no_weights_found_names_the_keys(tmp_path):
 
 
 def test_another_models_checkpoint_is_named_in_one_short_line(tmp_path):
-    from common.checkpoint import identify_model
-    from common.demo_weights import manifest_shapes
+    from common.weights.checkpoint import identify_model
+    from common.weights.manifest import manifest_shapes
     wseg_names = list(manifest_shapes("Wseg"))
     assert identify_model(wseg_names) == "Wseg"
     assert identify_model(["module." + n for n in wseg_names]) == "Wseg"

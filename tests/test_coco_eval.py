@@ -1,4 +1,4 @@
-"""common/coco_eval.py: the chunked evaluation gives exactly the single-shot COCOeval numbers.
+"""common/eval/coco_eval.py: the chunked evaluation gives exactly the single-shot COCOeval numbers.
 
 The reference is pycocotools run the plain way (one loadRes, evaluate, accumulate, summarize
 over every detection); the synthetic set has polygon, RLE and crowd ground truth, an image
@@ -17,8 +17,8 @@ import pytest
 from pycocotools.cocoeval import COCOeval
 
 from common import coco_eval
-from common.datasets import COCO_CATEGORY_IDS, COCO_CLASSES, CocoInstances
-from common.synth import write_synthetic_coco
+from common.data.coco import COCO_CATEGORY_IDS, COCO_CLASSES, CocoInstances
+from common.data.synth.coco import write_synthetic_coco
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Cityscapes reader, label table and synthetic generator (common/datasets.py, common/synth.py)."""
+"""Cityscapes reader, label table and synthetic generator (common/data/cityscapes.py, common/data/synth/cityscapes.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,10 +6,11 @@ import pytest
 from PIL import Image
 
 from common.cli import UserError
-from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABELS, CityscapesFine,
-                             cityscapes_base_name, cityscapes_label_ids_to_train_ids,
-                             list_cityscapes_labels, read_cityscapes_train_ids)
-from common.synth import write_synthetic_cityscapes
+from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABELS,
+                                    CityscapesFine, cityscapes_base_name,
+                                    cityscapes_label_ids_to_train_ids, list_cityscapes_labels,
+                                    read_cityscapes_train_ids)
+from common.data.synth.cityscapes import write_synthetic_cityscapes
 
 # The upstream HRNet `Cityscapes.label_mapping` (specs/3D_HRNet.md section 2), written out
 # independently of the table under test: label id -> trainId, everything else ignored.

@@ -14,14 +14,15 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from common.binio import format_info_lines, list_bins, natural_key, parse_info, read_bin
-from common.checkpoint import read_checkpoint
+from common.files.info import format_info_lines, parse_info
+from common.files.bins import list_bins, natural_key, read_bin
+from common.weights.checkpoint import read_checkpoint
 from common.cli import UserError
 from common.collect_summary import read_row
-from common.fsio import is_temp_name
-from common.pack_summary import lookup_number, read_json
-from common.packs import load_pack_module
-from common.results import input_folder_of, match_outputs
+from common.files.atomic import is_temp_name
+from common.files.json_files import lookup_number, read_json
+from common.pipeline.packs import pack_module
+from common.files.outputs import input_folder_of, match_outputs
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 json_values = st.recursive(
@@ -163,7 +164,7 @@ def test_collect_summary_row_reader_never_raises(content):
         assert row is None or isinstance(row, dict)
 
 
-postprocess_py = load_pack_module("RefineNet", "RefineNet_postprocess")
+postprocess_py = pack_module("RefineNet", "RefineNet_postprocess")
 
 
 @FUZZ
@@ -245,7 +246,7 @@ def test_damaged_checkpoints_give_one_line(source, cut, flips):
 @FUZZ
 @given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1, max_size=20))
 def test_require_finite_refuses_exactly_nan_and_inf(values):
-    from common.binio import require_finite
+    from common.files.bins import require_finite
     array = np.asarray(values, dtype=np.float32)
     if np.isfinite(array).all():
         assert require_finite(array, "o_0.bin") is array

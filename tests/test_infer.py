@@ -1,14 +1,15 @@
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from common.binio import write_bin
+from common.files.bins import write_bin
 from common.cli import UserError
-from common.infer import OnnxRuntimeBackend, parse_args, run_inference
+from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from common.infer import parse_args
+from common.runtime.runner import run_inference
 from conftest import error_lines, run_script
 
 
@@ -151,7 +152,7 @@ def test_output_dirname_needs_output():
 
 def test_graph_tagged_atc_only_is_refused(tmp_path, tiny_dynamic):
     import onnx
-    from common.onnx_tools import META_ATC_ONLY, set_metadata
+    from common.runtime.graph import META_ATC_ONLY, set_metadata
     model = onnx.load(str(tiny_dynamic[0]))
     set_metadata(model, {META_ATC_ONLY: "softmax over all values at opset 11"})
     onnx.save(model, str(tmp_path / "atc_only.onnx"))

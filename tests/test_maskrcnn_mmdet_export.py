@@ -11,14 +11,14 @@ import torch
 from onnx import TensorProto, helper
 
 from common.cli import UserError
-from common.onnx_tools import get_attribute, nodes_of_type, read_metadata
-from common.packs import load_pack_module
-from common.synth import draw_random_shapes, smooth_background
+from common.runtime.graph import get_attribute, nodes_of_type, read_metadata
+from common.pipeline.packs import pack_module
+from common.data.synth.drawing import draw_random_shapes, smooth_background
 
 torch.set_num_threads(2)
-model = load_pack_module("MaskRCNN_mmdet", "model")
-pth2onnx = load_pack_module("MaskRCNN_mmdet", "mmdet_pth2onnx")
-label_to_int32 = load_pack_module("MaskRCNN_mmdet", "label_to_int32")
+model = pack_module("MaskRCNN_mmdet", "model")
+pth2onnx = pack_module("MaskRCNN_mmdet", "mmdet_pth2onnx")
+label_to_int32 = pack_module("MaskRCNN_mmdet", "label_to_int32")
 
 INPUT_HW = (128, 160)
 
@@ -95,7 +95,7 @@ def test_label_to_int32_keeps_values(exported, tmp_path):
     # the PyTorch reference rebuilt from the edited graph's metadata returns int32 too
     assert json.loads(read_metadata(converted)["segzoo_model_options"]) == {"input_hw": list(INPUT_HW),
                                                                          "labels_int32": True}
-    from common.torch_infer import TorchBackend
+    from common.runtime.torch_backend import TorchBackend
     torch_labels = TorchBackend(out_path, checkpoint, threads=2).run({"input": image})[1]
     assert torch_labels.dtype == np.int32
     np.testing.assert_array_equal(torch_labels, labels)
@@ -146,14 +146,15 @@ def test_opset_11_export_uses_the_half_cell_shift_and_matches_its_pytorch_module
 def test_pipeline_gives_the_same_detections_and_ap_on_both_backends(exported, tmp_path):
     from pycocotools import mask as mask_utils
 
-    from common.binio import read_bin
-    from common.infer import OnnxRuntimeBackend, run_inference
-    from common.synth import write_synthetic_coco
-    from common.torch_infer import TorchBackend
+    from common.files.bins import read_bin
+    from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from common.runtime.runner import run_inference
+    from common.data.synth.coco import write_synthetic_coco
+    from common.runtime.torch_backend import TorchBackend
 
-    preprocess = load_pack_module("MaskRCNN_mmdet", "mmdet_preprocess")
-    postprocess = load_pack_module("MaskRCNN_mmdet", "mmdet_postprocess")
-    get_info = load_pack_module("MaskRCNN_mmdet", "get_info")
+    preprocess = pack_module("MaskRCNN_mmdet", "mmdet_preprocess")
+    postprocess = pack_module("MaskRCNN_mmdet", "mmdet_postprocess")
+    get_info = pack_module("MaskRCNN_mmdet", "get_info")
     checkpoint, onnx_path = exported
     write_synthetic_coco(tmp_path / "coco", count=2, seed=2, sizes_hw=((120, 160), (150, 100)))
     bins = tmp_path / "bins"

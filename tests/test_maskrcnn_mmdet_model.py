@@ -10,13 +10,14 @@ import math
 import pytest
 import torch
 
-from common.checkpoint import read_checkpoint
+from common.weights.checkpoint import read_checkpoint
 from common.cli import UserError
-from common.demo_weights import manifest_shapes, save_torch_checkpoint
-from common.packs import load_pack_module
+from common.weights.manifest import manifest_shapes
+from common.weights.demo import save_torch_checkpoint
+from common.pipeline.packs import pack_module
 
 torch.set_num_threads(2)
-model = load_pack_module("MaskRCNN_mmdet", "model")
+model = pack_module("MaskRCNN_mmdet", "model")
 
 
 @pytest.fixture(scope="module")

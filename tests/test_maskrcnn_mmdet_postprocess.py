@@ -13,18 +13,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
 
-from common.binio import write_bin
+from common.files.bins import write_bin
 from common.cli import UserError
-from common.datasets import COCO_CATEGORY_TO_LABEL, CocoInstances, coco_category_id_to_label, coco_label_to_category_id
-from common.geometry import Letterbox
-from common.packs import load_pack_module
-from common.synth import write_synthetic_coco
+from common.data.coco import (COCO_CATEGORY_TO_LABEL, CocoInstances, coco_category_id_to_label,
+                              coco_label_to_category_id)
+from common.data.geometry import Letterbox
+from common.pipeline.packs import pack_module
+from common.data.synth.coco import write_synthetic_coco
 
-preprocess = load_pack_module("MaskRCNN_mmdet", "mmdet_preprocess")
-postprocess = load_pack_module("MaskRCNN_mmdet", "mmdet_postprocess")
-get_info = load_pack_module("MaskRCNN_mmdet", "get_info")
+preprocess = pack_module("MaskRCNN_mmdet", "mmdet_preprocess")
+postprocess = pack_module("MaskRCNN_mmdet", "mmdet_postprocess")
+get_info = pack_module("MaskRCNN_mmdet", "get_info")
 
 CANVAS_HW = (128, 160)
 
@@ -87,7 +87,7 @@ def test_preprocess_rejects_a_size_that_is_not_a_multiple_of_32(tmp_path):
 
 @pytest.mark.parametrize("script", ["mmdet_preprocess", "mmdet_postprocess"])
 def test_script_does_not_import_torch(script):
-    """Without torch a process starts faster and smaller, and --workers can fork (common/parallel.py)."""
+    """Without torch a process starts faster and smaller, and --workers can fork (common/pipeline/parallel.py)."""
     import subprocess
     import sys
     probe = f"import sys, {script}; print(sorted(m for m in ('torch', 'torchvision', 'model') if m in sys.modules))"
@@ -212,7 +212,7 @@ def test_streamed_files_and_chunked_scores_equal_the_in_memory_way(coco_case, tm
     from pycocotools.cocoeval import COCOeval
 
     from common import coco_eval
-    from common.datasets import COCO_CATEGORY_IDS, COCO_CLASSES
+    from common.data.coco import COCO_CATEGORY_IDS, COCO_CLASSES
     root, result_dir = coco_case, tmp_path / "result"
     _noisy_outputs(root, result_dir, seed=8)
     monkeypatch.setattr(coco_eval, "EVAL_CHUNK_IMAGES", 3)  # 4 images: a chunk of 3, then 1

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from common.cli import UserError
-from common.metrics import ConfusionMatrix
+from common.eval.confusion import ConfusionMatrix
 
 
 def test_confusion_matrix_by_hand():

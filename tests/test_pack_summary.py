@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.binio import write_bin
+from common.files.bins import write_bin
 from common.cli import UserError
-from common.pack_summary import compare_output_folders, parse_classes
-from common.report import SUMMARY_COLUMNS, summary_markdown
+from common.summary.row import compare_output_folders
+from common.summary.markdown import SUMMARY_COLUMNS, summary_markdown
 
 
 def _two_folders(tmp_path, reference: dict, candidate: dict):
@@ -37,7 +37,7 @@ def test_class_maps_count_differing_ids_and_other_outputs_are_left_out(tmp_path)
     changed[[1, 7]] = 3
     reference, candidate = _two_folders(tmp_path, {"a_0.bin": scores, "a_1.bin": class_map},
                                         {"a_0.bin": scores, "a_1.bin": changed})
-    difference = compare_output_folders(reference, candidate, ["float32", "uint8"], parse_classes("none,19"))
+    difference = compare_output_folders(reference, candidate, ["float32", "uint8"], [None, 19])
     assert difference.argmax_mismatch == pytest.approx(0.2)
 
 
@@ -48,12 +48,6 @@ def test_scores_that_do_not_split_into_the_classes_name_the_file(tmp_path):
         compare_output_folders(reference, candidate, ["float32"], [21])
 
 
-@pytest.mark.parametrize("text", ["0", "x", "21,-1"])
-def test_bad_classes_option_is_refused(text):
-    with pytest.raises(UserError, match="--classes"):
-        parse_classes(text)
-
-
 def test_summary_table_has_the_mismatch_column():
     row = {"pack": "P", "parity_class_mismatch": 1.5e-5, "parity_max_rel": 0.37}
     header, rule, line = summary_markdown([row]).splitlines()
@@ -62,7 +56,7 @@ def test_summary_table_has_the_mismatch_column():
 
 
 def test_output_names_split_at_the_last_underscore_before_the_first_dot(tmp_path):
-    from common.results import split_output_name
+    from common.files.outputs import split_output_name
     assert split_output_name(tmp_path / "frankfurt_000000_000294_leftImg8bit_1.bin") == (
         "frankfurt_000000_000294_leftImg8bit", 1)
     for bad in ("noindex.bin", "_7.bin", "img_x.bin"):

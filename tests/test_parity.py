@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from common.binio import write_bin
+from common.files.bins import write_bin
 from common.cli import UserError
-from common.parity import compare_arrays, compare_folders, compare_metrics
+from common.eval.parity import compare_arrays, compare_folders, compare_metrics
 
 
 def test_identical_arrays():

@@ -1,14 +1,14 @@
-"""common.pixel_lut: the table reproduces the reference normalisation bit for bit."""
+"""common.data.pixel_lut: the table reproduces the reference normalisation bit for bit."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from common.packs import load_pack_module
-from common.pixel_lut import PixelLUT
+from common.pipeline.packs import pack_module
+from common.data.pixel_lut import PixelLUT
 
-hrnet_preprocess = load_pack_module("3D_HRNet", "HRNet_preprocess")
-pointrend_preprocess = load_pack_module("PointRend", "PointRend_preprocess")
+hrnet_preprocess = pack_module("3D_HRNet", "HRNet_preprocess")
+pointrend_preprocess = pack_module("PointRend", "PointRend_preprocess")
 
 
 def _image(seed: int, hw=(37, 53)) -> np.ndarray:
@@ -48,7 +48,7 @@ def test_a_reference_of_the_wrong_shape_or_a_non_uint8_image_is_refused():
         lut(np.zeros((4, 4, 3), dtype=np.float32))
 
 
-refinenet_preprocess = load_pack_module("RefineNet", "RefineNet_preprocess")
+refinenet_preprocess = pack_module("RefineNet", "RefineNet_preprocess")
 
 
 def _refinenet_full_canvas(rgb: np.ndarray, size: int) -> np.ndarray:

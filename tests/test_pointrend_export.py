@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from common.cli import UserError
-from common.onnx_tools import export_onnx
-from common.packs import load_pack_module
+from common.runtime.export import export_onnx
+from common.pipeline.packs import pack_module
 from pointrend_shared import demo_checkpoint, assert_class_maps_agree, assert_graph_is_opset11_without_grid_sample
 
 torch.set_num_threads(2)
-model = load_pack_module("PointRend", "model")
-pkl2onnx = load_pack_module("PointRend", "PointRend_pkl2onnx")
+model = pack_module("PointRend", "model")
+pkl2onnx = pack_module("PointRend", "PointRend_pkl2onnx")
 REL_TOL = 1e-4
 
 

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from common.cli import UserError
-from common.demo_weights import manifest_shapes
-from common.packs import load_pack_module
+from common.weights.manifest import manifest_shapes
+from common.pipeline.packs import pack_module
 from pointrend_shared import demo_checkpoint
 
 torch.set_num_threads(2)
-model = load_pack_module("PointRend", "model")
+model = pack_module("PointRend", "model")
 
 
 @pytest.fixture(scope="module")

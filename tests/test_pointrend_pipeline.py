@@ -9,19 +9,20 @@ import numpy as np
 import onnx
 import pytest
 
-from common.onnx_tools import META_OPTIONS, read_metadata
-from common.infer import OnnxRuntimeBackend, run_inference
-from common.packs import load_pack_module
-from common.parity import compare_folders
-from common.synth import write_synthetic_cityscapes
-from common.torch_infer import TorchBackend
+from common.runtime.graph import META_OPTIONS, read_metadata
+from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from common.runtime.runner import run_inference
+from common.pipeline.packs import pack_module
+from common.eval.parity import compare_folders
+from common.data.synth.cityscapes import write_synthetic_cityscapes
+from common.runtime.torch_backend import TorchBackend
 from conftest import error_lines, run_script
 from pointrend_shared import demo_checkpoint, assert_class_maps_agree, assert_graph_is_opset11_without_grid_sample
 
-model = load_pack_module("PointRend", "model")
-preprocess = load_pack_module("PointRend", "PointRend_preprocess")
-pkl2onnx = load_pack_module("PointRend", "PointRend_pkl2onnx")
-postprocess = load_pack_module("PointRend", "PointRend_postprocess")
+model = pack_module("PointRend", "model")
+preprocess = pack_module("PointRend", "PointRend_preprocess")
+pkl2onnx = pack_module("PointRend", "PointRend_pkl2onnx")
+postprocess = pack_module("PointRend", "PointRend_postprocess")
 INPUT_HW = (64, 128)
 REL_TOL = 1e-4
 

@@ -9,17 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.binio import read_bin, write_bin
-from common.datasets import VOCSegmentation
-from common.demo_weights import load_manifest, save_torch_checkpoint
-from common.metrics import ConfusionMatrix
-from common.packs import load_pack_module
+from common.files.bins import read_bin, write_bin
+from common.data.voc import VOCSegmentation
+from common.weights.manifest import load_manifest
+from common.weights.demo import save_torch_checkpoint
+from common.pipeline.packs import pack_module
 from conftest import error_lines, run_script
 
 SIZE = 64  # small input for tests; the guide uses 500
-model_py = load_pack_module("RefineNet", "model")
-preprocess_py = load_pack_module("RefineNet", "RefineNet_preprocess")
-postprocess_py = load_pack_module("RefineNet", "RefineNet_postprocess")
+model_py = pack_module("RefineNet", "model")
+preprocess_py = pack_module("RefineNet", "RefineNet_preprocess")
+postprocess_py = pack_module("RefineNet", "RefineNet_postprocess")
 
 
 @pytest.fixture(scope="module")

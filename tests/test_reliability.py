@@ -25,19 +25,19 @@ from PIL import Image
 from torch import nn
 
 from common import cli
-from common.binio import list_bins, write_bin
-from common.datasets import VOCSegmentation
-from common.demo_weights import manifest_shapes
-from common.fsio import atomic_path, is_temp_name
-from common.packs import load_pack_module
-from common.results import match_outputs
+from common.files.bins import list_bins, write_bin
+from common.data.voc import VOCSegmentation
+from common.weights.manifest import manifest_shapes
+from common.files.atomic import atomic_path, is_temp_name
+from common.pipeline.packs import pack_module
+from common.files.outputs import match_outputs
 from conftest import REPO_ROOT, error_lines, run_script, expect_one_line, run_cli
 
 SIZE = 64
 OUT_HW = 16  # RefineNet output side for a 64 input
-preprocess_py = load_pack_module("RefineNet", "RefineNet_preprocess")
-postprocess_py = load_pack_module("RefineNet", "RefineNet_postprocess")
-pth2onnx_py = load_pack_module("RefineNet", "RefineNet_pth2onnx")
+preprocess_py = pack_module("RefineNet", "RefineNet_preprocess")
+postprocess_py = pack_module("RefineNet", "RefineNet_postprocess")
+pth2onnx_py = pack_module("RefineNet", "RefineNet_pth2onnx")
 infer_py = __import__("common.infer", fromlist=["main"])
 torch_infer_py = __import__("common.torch_infer", fromlist=["main"])
 pack_summary_py = __import__("common.pack_summary", fromlist=["main"])
@@ -310,7 +310,7 @@ def test_mmdet_container_given_to_refinenet_names_the_model(tmp_path, capsys):
 def test_torch_infer_with_another_models_checkpoint(tmp_path, small_onnx, capsys):
     """The PyTorch reference run loads through the pack named in the ONNX metadata."""
     import onnx
-    from common.onnx_tools import META_OPTIONS, META_PACK, set_metadata
+    from common.runtime.graph import META_OPTIONS, META_PACK, set_metadata
     tagged = onnx.load(str(small_onnx))
     set_metadata(tagged, {META_PACK: "RefineNet", META_OPTIONS: "{}"})
     onnx.save(tagged, str(tmp_path / "tagged.onnx"))
@@ -362,7 +362,7 @@ def test_evil_checkpoint_through_the_real_command_line(tmp_path):
 
 def test_legacy_non_zip_torch_file_is_read(tmp_path, capsys):
     """Pre-1.6 torch.save files are not zips; they must still load (here: shapes are checked)."""
-    from common.checkpoint import read_checkpoint
+    from common.weights.checkpoint import read_checkpoint
     state = OrderedDict(conv=torch.arange(6.0).reshape(2, 3))
     torch.save({"model": state, "epoch": 3}, tmp_path / "old.pth", _use_new_zipfile_serialization=False)
     assert not (tmp_path / "old.pth").read_bytes().startswith(b"PK")
@@ -601,7 +601,7 @@ def test_atc_checks_the_model_and_its_input_names(tmp_path, small_onnx, capsys):
 
 
 def test_preprocess_killed_and_resumed_gives_the_same_files(tmp_path):
-    from common.synth import write_synthetic_voc
+    from common.data.synth.voc import write_synthetic_voc
     count = 30
     voc_dir = write_synthetic_voc(tmp_path / "data", count=count, seed=4)
     command = [sys.executable, "RefineNet_preprocess.py", "--root-dir", str(voc_dir), "--size", "320", "--bin-dir"]

@@ -22,11 +22,12 @@ import pytest
 import torch
 
 from conftest import expect_one_line, run_cli
-from common import cli
-from common.binio import list_bins, write_bin
-from common.demo_weights import manifest_shapes
-from common.packs import load_pack_module
-from common.synth import write_synthetic_cityscapes, write_synthetic_coco, write_synthetic_voc
+from common.files.bins import list_bins, write_bin
+from common.weights.manifest import manifest_shapes
+from common.pipeline.packs import pack_module
+from common.data.synth.cityscapes import write_synthetic_cityscapes
+from common.data.synth.coco import write_synthetic_coco
+from common.data.synth.voc import write_synthetic_voc
 
 CITYSCAPES_HW = (64, 128)  # PointRend wants multiples of 32; HRNet takes the images as they are
 WSEG_PAD = 64  # Wseg's largest scale is 2.0: images up to 32 px fit
@@ -87,7 +88,7 @@ PREPROCESS = {
 
 
 def preprocess_module(pack: str):
-    return load_pack_module(pack, PREPROCESS[pack].script)
+    return pack_module(pack, PREPROCESS[pack].script)
 
 
 @pytest.mark.parametrize("pack", ALL_PACKS)
@@ -167,7 +168,7 @@ def _write_mmdet_outputs(folder: Path, stem: str, rng) -> None:
 
 
 def _write_wseg_outputs(folder: Path, image_id: str, rng) -> None:
-    lean = load_pack_module("Wseg", "model").lean_mask_size(WSEG_PAD)  # the --lean-mask output size
+    lean = pack_module("Wseg", "model").lean_mask_size(WSEG_PAD)  # the --lean-mask output size
     for k in range(8):
         write_bin(folder / f"{image_id}_{k}_0.bin", _logits(rng, 20))
         write_bin(folder / f"{image_id}_{k}_1.bin", np.abs(_logits(rng, 21, lean, lean)))
@@ -231,7 +232,7 @@ def prepared(pristine, tmp_path_factory) -> dict[str, Path]:
     for pack, name in (("Wseg", "wseg_bins"), ("MaskRCNN_mmdet", "coco_bins")):
         module = preprocess_module(pack)
         module.main(module.parse_args([str(a) for a in PREPROCESS[pack].argv(pristine, root / name)]))
-    info = load_pack_module("MaskRCNN_mmdet", "get_info")
+    info = pack_module("MaskRCNN_mmdet", "get_info")
     info.main(info.parse_args(["jpg", str(pristine["coco"] / "val2017"), str(root / "coco.info")]))
     return {**pristine, "wseg_bins": root / "wseg_bins", "coco_bins": root / "coco_bins",
             "coco_info": root / "coco.info"}
@@ -259,7 +260,7 @@ def linked_results(source: Path, folder: Path, names) -> Path:
 
 def postprocess(pack: str, prepared: dict, results: Path, save: Path, *extra, capsys):
     case = POSTPROCESS[pack]
-    return run_cli(load_pack_module(pack, case.script), *case.argv(prepared, results, save), *extra, capsys=capsys)
+    return run_cli(pack_module(pack, case.script), *case.argv(prepared, results, save), *extra, capsys=capsys)
 
 
 @pytest.mark.parametrize("pack", ["PointRend", "Wseg", "MaskRCNN_mmdet"])
@@ -352,7 +353,7 @@ def test_wseg_eval_image_without_label(data, tmp_path, capsys):
     label = data["voc"] / "VOCdevkit" / "VOC2012" / "SegmentationClass" / f"{ids[2]}.png"
     label.unlink()
     (tmp_path / "masks").mkdir()
-    code, lines = run_cli(load_pack_module("Wseg", "eval_seg"), "--data", data["voc"], "--filelist",
+    code, lines = run_cli(pack_module("Wseg", "eval_seg"), "--data", data["voc"], "--filelist",
                           voc_list(data["voc"]), "--masks", tmp_path / "masks", capsys=capsys)
     expect_one_line(code, lines, f"{label}: label missing (1 of 3 listed, first ids: {ids[2]})")
 
@@ -364,7 +365,7 @@ def test_wseg_unreadable_image_stops_the_postprocess_before_any_mask(data, prepa
     results = linked_results(all_outputs["Wseg"], tmp_path / "res", ids)
     case = POSTPROCESS["Wseg"]
     argv = case.argv({**data, "wseg_bins": prepared["wseg_bins"]}, results, tmp_path / "m.json")
-    code, lines = run_cli(load_pack_module("Wseg", case.script), *argv, capsys=capsys)
+    code, lines = run_cli(pack_module("Wseg", case.script), *argv, capsys=capsys)
     expect_one_line(code, lines, f"{image}: unreadable image")
     assert not (tmp_path / "masks").exists()
 
@@ -405,7 +406,7 @@ def test_checkpoint_of_another_model_is_one_short_line(pack, other, expected, ow
     path = tmp_path / "weights.pth"
     torch.save(names_only_checkpoint(other, "model." if other == "3D_HRNet" else ""), path)
     script, argv = EXPORTS[pack]
-    code, lines = run_cli(load_pack_module(pack, script), *argv(path, tmp_path / "x.onnx"), capsys=capsys)
+    code, lines = run_cli(pack_module(pack, script), *argv(path, tmp_path / "x.onnx"), capsys=capsys)
     line = expect_one_line(code, lines, f"{path}: this is a {other} checkpoint (by its tensor names), not a "
                                         f"{expected} one: only 0 of {own_tensors} tensors found by name")
     assert len(line) < 250
@@ -419,7 +420,7 @@ def test_detectron2_pickle_given_to_a_torch_pack_names_the_model(pack, tmp_path,
     with open(path, "wb") as handle:
         pickle.dump({"model": {k: v.numpy() for k, v in names_only_checkpoint("PointRend").items()}}, handle, protocol=2)
     script, argv = EXPORTS[pack]
-    code, lines = run_cli(load_pack_module(pack, script), *argv(path, tmp_path / "x.onnx"), capsys=capsys)
+    code, lines = run_cli(pack_module(pack, script), *argv(path, tmp_path / "x.onnx"), capsys=capsys)
     expect_one_line(code, lines, f"{path}: ", "the tensors under 'model' are those of a PointRend checkpoint")
 
 
@@ -427,6 +428,6 @@ def test_detectron2_pickle_given_to_a_torch_pack_names_the_model(pack, tmp_path,
 def test_onnx_path_that_is_a_folder_fails_before_loading(pack, tmp_path, capsys):
     (tmp_path / "out.onnx").mkdir()
     script, argv = EXPORTS[pack]
-    code, lines = run_cli(load_pack_module(pack, script), *argv(tmp_path / "absent.pth", tmp_path / "out.onnx"),
+    code, lines = run_cli(pack_module(pack, script), *argv(tmp_path / "absent.pth", tmp_path / "out.onnx"),
                           capsys=capsys)
     expect_one_line(code, lines, f"{tmp_path}/out.onnx: is a folder, expected a file name")

@@ -12,13 +12,13 @@ import sys
 
 import pytest
 
-from common.packs import PACKS, REPO_ROOT
+from common.pipeline.packs import PACK_NAMES, REPO_ROOT
 
 # --classes given to pack_summary in each run_pack.sh: packs whose outputs are class scores
 CLASS_OUTPUT_PACKS = {"RefineNet", "3D_HRNet", "PointRend", "Wseg"}
 
 
-@pytest.mark.parametrize("pack", PACKS)
+@pytest.mark.parametrize("pack", PACK_NAMES)
 def test_run_pack_quick_runs_every_step_and_the_backends_agree(pack, tmp_path):
     work = tmp_path / pack
     env = dict(os.environ, PY=sys.executable)

@@ -1,4 +1,4 @@
-"""common.upsample.bilinear_argmax against torch's F.interpolate + argmax."""
+"""common.eval.upsample.bilinear_argmax against torch's F.interpolate + argmax."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.upsample import argmax_classes, bilinear_argmax, linear_taps, settled_cells
+from common.eval.upsample import argmax_classes, bilinear_argmax, linear_taps, settled_cells
 
 
 def _torch_argmax(logits: np.ndarray, size: tuple[int, int], align_corners: bool) -> tuple[np.ndarray, np.ndarray]:

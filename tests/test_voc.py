@@ -3,8 +3,8 @@ import pytest
 from PIL import Image
 
 from common.cli import UserError
-from common.datasets import VOCSegmentation, read_id_list
-from common.synth import write_synthetic_voc
+from common.data.voc import VOCSegmentation, read_id_list
+from common.data.synth.voc import write_synthetic_voc
 
 
 def test_synthetic_voc_has_the_real_layout(tmp_path):
@@ -48,5 +48,5 @@ def test_unreadable_image_and_rgb_label(tmp_path):
 
 
 def test_no_vocdevkit_below_the_folder(tmp_path):
-    with pytest.raises(UserError, match="no VOCdevkit"):
+    with pytest.raises(UserError, match="no VOC2012 folder"):
         VOCSegmentation.from_parent(tmp_path)

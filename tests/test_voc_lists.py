@@ -1,10 +1,10 @@
-"""common/voc_lists.py: upstream two-path lists and plain id lists give the same samples."""
+"""common/data/voc.py: upstream two-path lists and plain id lists give the same samples."""
 from __future__ import annotations
 
 import pytest
 
 from common.cli import UserError
-from common.voc_lists import check_exist, find_voc2012, read_sample_list
+from common.data.voc import check_exist, find_voc2012, read_sample_list
 
 
 @pytest.fixture

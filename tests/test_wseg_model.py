@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.checkpoint import read_checkpoint
+from common.weights.checkpoint import read_checkpoint
 from common.cli import UserError
-from common.demo_weights import load_manifest, manifest_shapes, save_torch_checkpoint
+from common.weights.manifest import load_manifest, manifest_shapes
+from common.weights.demo import save_torch_checkpoint
 from wseg_shared import demo_checkpoint, model
 
 

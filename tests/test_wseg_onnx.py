@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from common.cli import UserError
-from common.onnx_tools import read_metadata
-from common.parity import compare_arrays
+from common.runtime.graph import read_metadata
+from common.eval.parity import compare_arrays
 from conftest import error_lines, run_script
 from wseg_shared import (TEST_INPUT_SIDE, demo_checkpoint, export_script, exported_onnx, fix_script,
                          fixed_onnx, model)
@@ -104,7 +104,7 @@ def small_graph(tmp_path_factory):
     """(opset-11 export of ChannelSoftmaxHead, sample input, PyTorch outputs)."""
     path = tmp_path_factory.mktemp("wseg_small") / "head.onnx"
     x = torch.randn(2, 21, 6, 5, generator=torch.Generator().manual_seed(3)) * 3
-    from common.onnx_tools import export_onnx
+    from common.runtime.export import export_onnx
     export_onnx(ChannelSoftmaxHead(), [x], path, input_names=["x"],
                 output_names=["mask", "upsampled", "cls"], pack="Wseg")
     with torch.no_grad():

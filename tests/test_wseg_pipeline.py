@@ -11,18 +11,19 @@ import pytest
 from PIL import Image
 
 from common.cli import UserError
-from common.datasets import read_palette_label
-from common.infer import OnnxRuntimeBackend, run_inference
-from common.packs import load_pack_module
-from common.parity import compare_folders
-from common.synth import write_synthetic_voc
-from common.torch_infer import TorchBackend
+from common.data.images import read_palette_label
+from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from common.runtime.runner import run_inference
+from common.pipeline.packs import pack_module
+from common.eval.parity import compare_folders
+from common.data.synth.voc import write_synthetic_voc
+from common.runtime.torch_backend import TorchBackend
 from conftest import error_lines, run_script
 from wseg_shared import TEST_INPUT_SIDE, demo_checkpoint, exported_onnx, fixed_onnx
 
-preprocess = load_pack_module("Wseg", "wseg_preprocess")
-postprocess = load_pack_module("Wseg", "wseg_postprocess")
-evaluate = load_pack_module("Wseg", "eval_seg")
+preprocess = pack_module("Wseg", "wseg_preprocess")
+postprocess = pack_module("Wseg", "wseg_postprocess")
+evaluate = pack_module("Wseg", "eval_seg")
 
 # Sides at most half the pad (scale 2.0 must fit); odd sides exercise half-to-even rounding.
 IMAGE_SIZES_HW = ((24, 32), (17, 31))

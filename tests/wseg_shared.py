@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.packs import load_pack_module
+from common.pipeline.packs import pack_module
 
 TEST_INPUT_SIDE = 64  # padded network input side used by the tests (the guide uses 1024)
 DEMO_SEED = 0
 
-model = load_pack_module("Wseg", "model")
-export_script = load_pack_module("Wseg", "wseg_pth2onnx")
-fix_script = load_pack_module("Wseg", "fix_softmax_transpose")
+model = pack_module("Wseg", "model")
+export_script = pack_module("Wseg", "wseg_pth2onnx")
+fix_script = pack_module("Wseg", "fix_softmax_transpose")
 
 
 def shared_dir(tmp_path_factory) -> Path:

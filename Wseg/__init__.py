@@ -1,0 +1,1 @@
+"""The Wseg pack: its guide's scripts, model.py and config.py (see README.md)."""

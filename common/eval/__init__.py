@@ -1,0 +1,1 @@
+"""Scoring: confusion matrix and IoU, COCO evaluation, upsample+argmax, backend parity."""

@@ -1,0 +1,82 @@
+"""Raw `.bin` tensors: write, read with a shape check, list in natural order.
+
+A bin is the C-order bytes of one array, no header (the ais_bench / benchmark contract), so
+the reader must be told the dtype and shape; a byte count that does not match is an error that
+names the file, its size and the size expected.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from common.cli import UserError
+from common.files.atomic import atomic_path
+
+BIN_SUFFIXES = (".bin", ".BIN")
+
+
+def write_bin(path: str | os.PathLike, array: np.ndarray, dtype=None) -> None:
+    """Write the array's raw little-endian C-order bytes atomically."""
+    array = np.ascontiguousarray(array, dtype=np.dtype(dtype or array.dtype).newbyteorder("<"))
+    with atomic_path(path) as tmp:
+        array.tofile(tmp)
+
+
+def expected_nbytes(shape: Sequence[int], dtype) -> int:
+    return math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+
+
+def read_bin(path: str | os.PathLike, shape: Sequence[int], dtype=np.float32) -> np.ndarray:
+    """Read a bin as `shape`/`dtype`; a file of any other size is a UserError naming it."""
+    path = Path(path)
+    want = expected_nbytes(shape, dtype)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    if size != want:
+        raise UserError(f"{path}: {size} bytes, expected {want} "
+                        f"({np.dtype(dtype).name} {tuple(int(d) for d in shape)})")
+    return np.fromfile(path, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders digit runs numerically and text case-insensitively (ais_bench)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_bins(folder: str | os.PathLike, suffixes: Iterable[str] = BIN_SUFFIXES) -> list[Path]:
+    """Top-level bin files of a folder in natural order; a missing or empty folder is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: folder not found")
+    suffixes = tuple(suffixes)
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(suffixes)
+             and not p.name.startswith(".")]
+    if not files:
+        raise UserError(f"{folder}: no {'/'.join(sorted(set(s.lower() for s in suffixes)))} files")
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def bin_stem(path: str | os.PathLike) -> str:
+    """ais_bench's sample name: the file name cut at its first dot."""
+    return Path(path).name.split(".", 1)[0]
+
+
+def is_finished_bin(path: str | os.PathLike, shape: Sequence[int], dtype) -> bool:
+    """For `--resume`: a bin under its final name is complete (atomic writes), so it is done
+    when it exists with the expected size; one of another size (another --size) is redone."""
+    path = Path(path)
+    return path.is_file() and path.stat().st_size == expected_nbytes(shape, dtype)
+
+
+def require_finite(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """An output with NaN or Inf would turn into a silently wrong metric: stop, naming the file."""
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise UserError(f"{path}: output holds NaN or Inf values")
+    return array

@@ -1,0 +1,168 @@
+"""One pack end to end with the commands of its README: `python3 -m common.run_pack PACK WORK [...]`.
+
+The steps are the pack config's templates (`<Pack>/config.py`), run in the pack folder as a
+user following the README would: dataset (synthetic, or the real one given), weights (demo,
+or the real file), the guide's steps, inference on the backend, the postprocess, then the
+PyTorch reference on the same bins, its postprocess, and the summary row comparing both.
+`<Pack>/run_pack.sh` and `run_all.sh` call this.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from common.cli import UserError, script_entry
+from common.pipeline.pack_config import PackConfig, Step, StepValues, render
+from common.pipeline.packs import PACK_NAMES, pack_config, pack_dir
+
+# A run starts from an empty work folder, so files of an earlier run (another input size, more
+# images) never mix with this one's; the demo checkpoint is kept, it does not change. Only a
+# folder this command made (marked) is emptied: a wrong path never loses user files.
+WORK_MARKER = ".segzoo-pack-work"
+KEEP_ON_RESTART = ("demo_weights", WORK_MARKER)
+BACKEND_TAG = "onnxruntime"
+REFERENCE_TAG = "pytorch"
+
+
+class StepFailed(Exception):
+    def __init__(self, step: Step, code: int):
+        super().__init__(f"step '{step.title}' exited {code}")
+        self.code = code
+
+
+def prepare_work_folder(work: Path) -> Path:
+    if work.is_dir() and any(work.iterdir()):
+        if not (work / WORK_MARKER).is_file():
+            raise UserError(f"{work}: folder is not empty and was not made by run_pack; give a new or empty folder")
+        for entry in work.iterdir():
+            if entry.name not in KEEP_ON_RESTART:
+                _remove(entry)
+    elif work.exists() and not work.is_dir():
+        raise UserError(f"{work}: exists and is not a folder")
+    work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_MARKER).touch()
+    return work.resolve()
+
+
+def _remove(path: Path) -> None:
+    import shutil
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def run_step(config: PackConfig, step: Step, fields: dict[str, str]) -> None:
+    """Print the step and its command (as a user would type it in the pack folder), run it there."""
+    argv = render(step.argv, fields)
+    command = [fields["py"], *argv]
+    shown = ["python3", *argv]
+    print(f"\n== {config.name}: {step.title}\n$ {shlex.join(shown)}", flush=True)
+    code = subprocess.call(command, cwd=pack_dir(config.name))
+    if code != 0:
+        raise StepFailed(step, code)
+
+
+def synthetic_dataset_step(config: PackConfig, count: int, quick: bool) -> Step:
+    size = (config.quick if quick else config.guide).synthetic_hw
+    argv = ("-m", "common.synth", config.dataset, "--out",
+            "{work}/data/coco" if config.dataset == "coco" else "{work}/data", "--count", str(count))
+    if size is not None:
+        argv += ("--height", str(size[0]), "--width", str(size[1]))
+    return Step(f"synthetic {config.dataset} ({count} images)", argv, "preprocess")
+
+
+def demo_weights_step(config: PackConfig) -> Step:
+    return Step("demo weights (random values in the original file format)",
+                ("-m", "common.demo_weights", config.name, "{weights}"), "export")
+
+
+def inference_step(config: PackConfig, tag: str) -> Step:
+    return Step(f"inference ({tag})", ("-m", "common.infer", "--model", "{onnx}", "--input", "{bins}",
+                                       "--output", "{work}/result", "--output_dirname", tag, *config.infer_flags),
+                "compare")
+
+
+def reference_step() -> Step:
+    return Step("reference: PyTorch on the same bins", (
+        "-m", "common.torch_infer", "--model", "{onnx}", "--checkpoint", "{weights}", "--input", "{bins}",
+        "--output", "{work}/result", "--output_dirname", REFERENCE_TAG), "compare")
+
+
+def summary_step(config: PackConfig, data_label: str) -> Step:
+    return Step("summary row", ("-m", "common.pack_summary", "--pack", config.name, "--work", "{work}",
+                                "--backend", BACKEND_TAG, "--data", data_label), "compare")
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    config = pack_config(args.pack)
+    size = config.quick if args.quick else config.guide
+    count = args.count or size.images
+    work = prepare_work_folder(Path(args.work))
+    data = Path(args.data_root).resolve() if args.data_root else work / "data"
+    weights = _weights_path(config, args.weights_dir, work)
+    values = StepValues(py=sys.executable, work=str(work), data=str(data), weights=str(weights),
+                        input_hw=size.input_hw, count=count)
+    fields = values.fields(config)
+    if not args.data_root:
+        run_step(config, synthetic_dataset_step(config, count, args.quick), fields)
+    if not args.weights_dir and not weights.is_file():
+        run_step(config, demo_weights_step(config), fields)
+    for step in config.prepare:
+        run_step(config, step, fields)
+    backend_fields = StepValues(**{**values.__dict__, "tag": BACKEND_TAG}).fields(config)
+    run_step(config, inference_step(config, BACKEND_TAG), backend_fields)
+    for step in (*config.score, *config.extra):
+        run_step(config, step, backend_fields)
+    if args.skip_pytorch:
+        return 0
+    reference_fields = StepValues(**{**values.__dict__, "tag": REFERENCE_TAG}).fields(config)
+    run_step(config, reference_step(), reference_fields)
+    for step in config.score:
+        run_step(config, step, reference_fields)
+    run_step(config, summary_step(config, str(args.data_root or "synthetic")), fields)
+    return 0
+
+
+def _weights_path(config: PackConfig, weights_dir: str | None, work: Path) -> Path:
+    if weights_dir:
+        path = Path(weights_dir).resolve() / config.weights_file
+        if not path.is_file():
+            raise UserError(f"{path}: checkpoint not found (--weights-dir holds the published files "
+                            f"under their names; this pack needs {config.weights_file})")
+        return path
+    return work / "demo_weights" / config.weights_file
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python3 -m common.run_pack", description=__doc__.split("\n")[0])
+    parser.add_argument("pack", choices=PACK_NAMES)
+    parser.add_argument("work", help="work folder (made, or emptied when an earlier run_pack made it)")
+    parser.add_argument("--data-root", help="real data: the folder holding VOCdevkit/, cityscapes/ or coco/")
+    parser.add_argument("--weights-dir", help="real weights: the folder holding the published checkpoint")
+    parser.add_argument("--quick", action="store_true", help="small input size and a few images")
+    parser.add_argument("--count", type=int, default=None, help="number of synthetic images")
+    parser.add_argument("--skip-pytorch", action="store_true", help="no PyTorch reference run")
+    args = parser.parse_args(argv)
+    if args.count is not None and args.count < 1:
+        parser.error("--count must be >= 1")
+    for name in ("data_root", "weights_dir"):
+        folder = getattr(args, name)
+        if folder and not Path(folder).is_dir():
+            parser.error(f"--{name.replace('_', '-')} {folder}: folder not found")
+    return args
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        return run_pack(args)
+    except StepFailed as failed:
+        print(f"error: {args.pack}: {failed}", file=sys.stderr)
+        return failed.code
+
+
+if __name__ == "__main__":
+    script_entry(main, parse_args)

@@ -1,0 +1,60 @@
+"""The PyTorch reference backend: the exact module that was exported, run eagerly.
+
+Pack and model options are recorded in the ONNX metadata at export, so the module is rebuilt
+from the checkpoint with the same options and compared with any backend on the same bins.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from common.cli import UserError
+from common.pipeline.packs import PACK_NAMES, pack_module
+from common.runtime.backend import TensorSpec
+from common.runtime.graph import META_OPTIONS, META_PACK, graph_inputs, load_onnx, read_metadata
+
+
+class TorchBackend:
+    name = "pytorch"
+
+    def __init__(self, onnx_path: str | Path, checkpoint: str | Path, threads: int | None = None):
+        graph_model = load_onnx(onnx_path, load_weights=False)
+        metadata = read_metadata(graph_model)
+        pack = metadata.get(META_PACK)
+        if pack not in PACK_NAMES:
+            raise UserError(f"{onnx_path}: no segzoo pack recorded in the model metadata "
+                            "(export it with this project's export script)")
+        self.model_options = json.loads(metadata.get(META_OPTIONS, "{}"))
+        if threads:
+            torch.set_num_threads(int(threads))
+        model_module = pack_module(pack, "model")
+        self.module = model_module.load_pretrained(str(checkpoint), **self.model_options).eval()
+        self._inputs = [_spec_from_value_info(v) for v in graph_inputs(graph_model)]
+        self._outputs = [o.name for o in graph_model.graph.output]
+        self.pack = pack
+        self.model_path = Path(onnx_path)
+
+    def input_specs(self) -> list[TensorSpec]:
+        return self._inputs
+
+    def output_names(self) -> list[str]:
+        return self._outputs
+
+    @torch.no_grad()
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        tensors = [torch.from_numpy(np.ascontiguousarray(feeds[spec.name])) for spec in self._inputs]
+        outputs = self.module(*tensors)
+        if isinstance(outputs, torch.Tensor):
+            outputs = (outputs,)
+        return [out.detach().cpu().numpy() for out in outputs]
+
+
+def _spec_from_value_info(value_info) -> TensorSpec:
+    tensor_type = value_info.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
+    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+    return TensorSpec(value_info.name, dims, dtype)

@@ -1,0 +1,1 @@
+"""Checkpoints: safe reading and strict loading, the key manifests, demo weights."""
