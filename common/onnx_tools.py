@@ -21,6 +21,7 @@ META_PACK = "segzoo_pack"
 META_OPTIONS = "segzoo_model_options"
 # Set on a graph edited for an old ATC only: ONNX Runtime would run it and compute something else.
 META_ATC_ONLY = "segzoo_atc_only"
+BATCH_AXIS, BATCH_DIM = 0, "batch_size"  # the one dynamic axis of a dynamic-batch export
 
 
 def export_onnx(module: torch.nn.Module, dummy_inputs: Sequence[torch.Tensor], path: str | Path, *,
@@ -30,18 +31,47 @@ def export_onnx(module: torch.nn.Module, dummy_inputs: Sequence[torch.Tensor], p
     """TorchScript-based export at the ATC opset, checked, tagged and written atomically."""
     dynamic_axes = None
     if dynamic_batch:
-        dynamic_axes = {name: {0: "batch_size"} for name in list(input_names) + list(output_names)}
+        dynamic_axes = {name: {BATCH_AXIS: BATCH_DIM} for name in list(input_names) + list(output_names)}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with torch.no_grad():
-            torch.onnx.export(module, tuple(dummy_inputs), str(tmp), input_names=list(input_names),
-                              output_names=list(output_names), dynamic_axes=dynamic_axes,
-                              opset_version=opset, do_constant_folding=True, dynamo=False)
-        model = onnx.load(str(tmp))
-        set_metadata(model, {META_PACK: pack, META_OPTIONS: json.dumps(dict(model_options or {}))})
-        onnx.checker.check_model(model)
-        onnx.save(model, str(tmp))
+    traced_shapes: list[tuple[int, ...]] = []
+
+    def record_output_shapes(_module, _inputs, outputs) -> None:
+        # The tracer runs the module on the dummy inputs: these are the outputs' real shapes.
+        tensors = (outputs,) if isinstance(outputs, torch.Tensor) else outputs
+        traced_shapes[:] = [tuple(tensor.shape) for tensor in tensors]
+
+    hook = module.register_forward_hook(record_output_shapes)
+    try:
+        with atomic_path(path) as tmp:
+            with torch.no_grad():
+                torch.onnx.export(module, tuple(dummy_inputs), str(tmp), input_names=list(input_names),
+                                  output_names=list(output_names), dynamic_axes=dynamic_axes,
+                                  opset_version=opset, do_constant_folding=True, dynamo=False)
+            model = onnx.load(str(tmp))
+            declare_output_shapes(model, traced_shapes, dynamic_batch)
+            set_metadata(model, {META_PACK: pack, META_OPTIONS: json.dumps(dict(model_options or {}))})
+            onnx.checker.check_model(model)
+            onnx.save(model, str(tmp))
+    finally:
+        hook.remove()
     return model
+
+
+def declare_output_shapes(model: onnx.ModelProto, shapes: Sequence[Sequence[int]], dynamic_batch: bool) -> None:
+    """Write each graph output's static dimensions (the tracer leaves names such as
+    'Convoutput_dim_2' where the size is fixed); only the batch axis stays symbolic."""
+    outputs = model.graph.output
+    if len(shapes) != len(outputs):
+        raise ValueError(f"traced {len(shapes)} outputs, the graph has {len(outputs)}")
+    for output, shape in zip(outputs, shapes):
+        dims = output.type.tensor_type.shape.dim
+        del dims[:]
+        for axis, size in enumerate(shape):
+            dim = dims.add()
+            if dynamic_batch and axis == BATCH_AXIS:
+                dim.dim_param = BATCH_DIM
+            else:
+                dim.dim_value = int(size)
 
 
 def set_metadata(model: onnx.ModelProto, values: Mapping[str, str]) -> None:
