@@ -54,3 +54,22 @@ def synthetic_voc(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("voc")
     write_synthetic_voc(root, count=4, seed=3, sizes_hw=((60, 80), (80, 45), (64, 64), (30, 100)))
     return root
+
+
+def assert_classes_agree(reference, candidate, rel_tol: float = 1e-4,
+                         max_flip_fraction: float = 1e-3) -> int:
+    """Two engines' class scores (class axis first) agree: values within `rel_tol` of the
+    reference's range, and the argmax differs only where the reference's two best classes are
+    within twice that bound of each other (a near-tie, which the engines' kernels may resolve
+    either way on another CPU) and at no more than `max_flip_fraction` of the positions.
+    Returns how many positions flipped."""
+    import numpy as np
+    reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
+    bound = rel_tol * float(reference.max() - reference.min())
+    assert np.abs(reference - candidate).max() <= bound, "values differ beyond the tolerance"
+    flipped = reference.argmax(0) != candidate.argmax(0)
+    top_two = np.sort(reference, axis=0)[-2:]
+    gap = top_two[1] - top_two[0]
+    assert (gap[flipped] <= 2 * bound).all(), "the class changed where the reference is not near-tied"
+    assert flipped.mean() <= max_flip_fraction, f"{int(flipped.sum())} positions changed class"
+    return int(flipped.sum())

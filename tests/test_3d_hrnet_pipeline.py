@@ -18,7 +18,7 @@ from common.pipeline.packs import pack_module
 from common.eval.parity import compare_arrays
 from common.data.synth.cityscapes import write_synthetic_cityscapes
 from common.eval.upsample import bilinear_argmax
-from conftest import error_lines, run_script
+from conftest import assert_classes_agree, error_lines, run_script
 
 HEIGHT, WIDTH = 64, 128  # the guide's 1024x2048 divided by 16
 OUT_HW = (HEIGHT // 4, WIDTH // 4)
@@ -74,17 +74,18 @@ def test_export_has_the_guide_inputs_outputs_and_opset(pipeline):
 
 
 def test_onnxruntime_matches_pytorch_on_the_same_bins(pipeline):
+    flipped = 0
     for index in (0, 1):
         reference, candidate = _outputs(pipeline, "torch", index), _outputs(pipeline, "ort", index)
         assert len(reference) == 3 and reference.keys() == candidate.keys()
         for name in reference:
-            diff = compare_arrays(reference[name], candidate[name], class_axis=0)
-            assert diff.max_rel < 1e-4, (name, diff)
-            assert diff.argmax_mismatch == 0.0, (name, diff)
+            flipped += assert_classes_agree(reference[name], candidate[name])
     torch_metric, ort_metric = _metric(pipeline, "torch"), _metric(pipeline, "ort")
-    assert ort_metric["value"]["mean_Iou"] == torch_metric["value"]["mean_Iou"]
-    assert ort_metric["value"]["Iou_array"] == torch_metric["value"]["Iou_array"]
-    assert ort_metric["aux_head"]["Iou_array"] == torch_metric["aux_head"]["Iou_array"]
+    # Equal metrics unless a near-tied position flipped (which moves an IoU by a few pixels).
+    tolerance = 0 if flipped == 0 else 1e-3
+    for head, key in (("value", "Iou_array"), ("aux_head", "Iou_array")):
+        np.testing.assert_allclose(ort_metric[head][key], torch_metric[head][key], rtol=0, atol=tolerance)
+    assert abs(ort_metric["value"]["mean_Iou"] - torch_metric["value"]["mean_Iou"]) <= tolerance
     assert ort_metric["images"] == 3
 
 
@@ -200,18 +201,44 @@ def _bilinear_align_corners(logits_chw: np.ndarray, out_hw) -> np.ndarray:
     return top * (1 - wy) + bottom * wy
 
 
+# float32 bilinear interpolation of float32 logits is within a few ulp of the exact value; a
+# pixel whose two best classes are closer than this bound may go either way, depending on the
+# CPU's kernels (FMA, vector width) that computed the logits and the interpolation.
+FLOAT32_TIE_ULPS = 8
+
+
+def near_tied_classes(logits64: np.ndarray, out_hw) -> tuple[np.ndarray, np.ndarray]:
+    """(exact argmax, mask of classes within the float32 rounding bound of the best) per pixel."""
+    upsampled = _bilinear_align_corners(logits64, out_hw)
+    scale = _bilinear_align_corners(np.abs(logits64), out_hw).max(0)
+    bound = FLOAT32_TIE_ULPS * np.finfo(np.float32).eps * scale
+    return upsampled.argmax(0), upsampled >= upsampled.max(0) - bound
+
+
 def test_metric_agrees_with_an_independent_computation(pipeline):
+    """The postprocess's IoUs are those of its class map, counted independently in float64;
+    that class map is the exact (float64) argmax everywhere except at near-tied pixels, where
+    it must pick one of the tied classes. The near-ties are counted, not hidden."""
     work = pipeline["work"]
     intersection, union = np.zeros(19), np.zeros(19)
+    tied_pixels = total_pixels = 0
     for sample in CityscapesFine(work / "data"):
         logits = read_bin(work / "result" / "ort" / f"{sample.name}_leftImg8bit_1.bin", (19, *OUT_HW))
-        pred = _bilinear_align_corners(logits.astype(np.float64), (HEIGHT, WIDTH)).argmax(0)
+        pred = bilinear_argmax(logits, (HEIGHT, WIDTH), align_corners=True)  # the postprocess's map
+        exact, candidates = near_tied_classes(logits.astype(np.float64), (HEIGHT, WIDTH))
+        tied = candidates.sum(0) > 1
+        assert np.array_equal(pred[~tied], exact[~tied])
+        assert np.take_along_axis(candidates, pred[None].astype(np.int64), 0).all()
+        tied_pixels, total_pixels = tied_pixels + int(tied.sum()), total_pixels + tied.size
         train_ids = read_cityscapes_train_ids(sample.label_path)
         valid = train_ids != 255
         for cls in range(19):
             gt_mask, pred_mask = (train_ids == cls) & valid, (pred == cls) & valid
             intersection[cls] += np.sum(gt_mask & pred_mask)
             union[cls] += np.sum(gt_mask | pred_mask)
+    # Demo weights give nearly flat logits, so ties are more common than with trained ones,
+    # but still rare: many would mean the upsampling itself is off.
+    assert tied_pixels <= 0.01 * total_pixels, f"{tied_pixels} of {total_pixels} pixels near-tied"
     expected = intersection / np.maximum(union, 1)
     value = _metric(pipeline, "ort")["value"]
     np.testing.assert_allclose(value["Iou_array"], expected, atol=1e-12)

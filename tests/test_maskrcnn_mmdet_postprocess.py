@@ -316,9 +316,12 @@ def _random_paste_case(rng: np.random.Generator, index: int):
     return probabilities, (box.astype(np.float32) if index % 2 else box), (height, width)
 
 
+SAMPLE_ULPS = 2  # rounding allowed between the numpy paste and torch's grid_sample
+
+
 def test_numpy_paste_equals_the_torch_paste_value_for_value():
     rng = np.random.default_rng(2024)
-    compared = 0
+    compared = exact = 0
     for index in range(400):
         probabilities, box, image_hw = _random_paste_case(rng, index)
         reference = _torch_paste_values(probabilities, box, image_hw)
@@ -331,12 +334,19 @@ def test_numpy_paste_equals_the_torch_paste_value_for_value():
         xs = postprocess.grid_coordinates(cols.start, cols.stop, x0, x1)
         ys = postprocess.grid_coordinates(rows.start, rows.stop, y0, y1)
         sampled = postprocess.sample_bilinear(probabilities, xs, ys)
-        assert sampled.dtype == np.float32 and np.array_equal(sampled, values), index
+        # Equal value for value where torch's kernel fuses its multiply-adds as the numpy code
+        # does (this AVX-512 build); another CPU's kernel may round the last bit differently.
+        ulps = np.abs(sampled.astype(np.float64) - values) / np.spacing(np.abs(values).astype(np.float32))
+        assert sampled.dtype == np.float32 and ulps.max() <= SAMPLE_ULPS, index
+        exact += int(np.count_nonzero(sampled == values))
         expected = np.zeros(image_hw, bool)
         expected[rows, cols] = values >= postprocess.MASK_THRESHOLD
-        assert np.array_equal(mask, expected), index
+        near_threshold = np.zeros(image_hw, bool)
+        near_threshold[rows, cols] = np.abs(values - postprocess.MASK_THRESHOLD) <= SAMPLE_ULPS * np.spacing(np.float32(0.5))
+        assert np.array_equal(mask[~near_threshold], expected[~near_threshold]), index
         compared += values.size
     assert compared > 1_000_000
+    print(f"{exact} of {compared} sampled values bit-equal to torch's grid_sample on this CPU")
 
 
 def test_synth_command_line_writes_coco(tmp_path):

@@ -14,7 +14,7 @@ from common.data.voc import VOCSegmentation
 from common.weights.manifest import load_manifest
 from common.weights.demo import save_torch_checkpoint
 from common.pipeline.packs import pack_module
-from conftest import error_lines, run_script
+from conftest import assert_classes_agree, error_lines, run_script
 
 SIZE = 64  # small input for tests; the guide uses 500
 model_py = pack_module("RefineNet", "model")
@@ -150,13 +150,17 @@ def test_postprocess_scores_perfect_logits_near_one(tmp_path, synthetic_voc):
 
 def test_onnx_runtime_matches_pytorch_and_gives_the_same_miou(pipeline):
     work, printed = pipeline
-    assert printed["ort"].startswith("miou: ") and printed["ort"] == printed["torch"]
     out_hw = postprocess_py.output_hw(SIZE)
+    flipped = 0
     for path in sorted((work / "result" / "torch").glob("*.bin")):
         ref = read_bin(path, (21, out_hw, out_hw))
         got = read_bin(work / "result" / "ort" / path.name, (21, out_hw, out_hw))
-        assert np.abs(ref - got).max() <= 1e-4 * (ref.max() - ref.min())
-        assert np.array_equal(ref.argmax(0), got.argmax(0))
+        flipped += assert_classes_agree(ref, got)
+    assert printed["ort"].startswith("miou: ")
+    if flipped == 0:  # a near-tied position that flips moves the mIoU by a few pixels' worth
+        assert printed["ort"] == printed["torch"]
+    else:
+        assert abs(float(printed["ort"].split()[1]) - float(printed["torch"].split()[1])) <= 1e-3
 
 
 def test_truncated_output_bin_is_one_line_naming_it(tmp_path, pipeline, synthetic_voc):
