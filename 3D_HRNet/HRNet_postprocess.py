@@ -7,7 +7,7 @@ align_corners=True, on the logits), argmax'd, and one dataset-wide 19x19 confusi
 accumulated against the label's trainIds (255 ignored). IoU = tp / max(1, union); mIoU = the
 plain mean over the 19 classes (an absent class counts 0). The JSON keeps the guide's keys
 (`title`, `value.Iou_array`, `value.mean_Iou`) for the OCR output (`_1.bin`), the one the guide
-scores; `--aux_index 0` scores the aux output (`_0.bin`) as well. The upsample + argmax is
+scores; `--aux-index 0` scores the aux output (`_0.bin`) as well. The upsample + argmax is
 common.eval.upsample.bilinear_argmax: torch's bilinear weights, computed only where the class can
 change (about 20x faster than upsampling all 19 maps).
 
@@ -37,7 +37,7 @@ from common.pipeline.parallel import map_with_progress
 from common.pipeline.preprocess import add_allow_missing_argument, add_workers_argument
 from hrnet3d.config import NUM_CLASSES, output_shapes
 OCR_OUTPUT_INDEX = 1  # ais_bench `_1.bin` = output2 = the OCR head (the old benchmark tool wrote `_2`)
-AUX_OUTPUT_INDEX = 0  # `--aux_index 0` scores it too
+AUX_OUTPUT_INDEX = 0  # `--aux-index 0` scores it too
 NO_AUX = -1
 JSON_TITLE = "overall statistical evaluation"
 SHOW_FIRST = 3
@@ -125,10 +125,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--res_path", required=True, help="inference output folder (results/bs1)")
     parser.add_argument("--data_path", required=True, help="label folder, e.g. data/cityscapes/gtFine/val/")
     parser.add_argument("--save_path", default="./result.json", help="metric JSON to write")
-    parser.add_argument("--output_index", type=int, default=OCR_OUTPUT_INDEX,
+    parser.add_argument("--output-index", type=int, default=OCR_OUTPUT_INDEX,
                         help="suffix of the OCR output files (1 for ais_bench / common.infer; 2 for the "
                              "old benchmark tool)")
-    parser.add_argument("--aux_index", type=int, default=NO_AUX,
+    parser.add_argument("--aux-index", type=int, default=NO_AUX,
                         help=f"suffix of the aux output files to score as well ({AUX_OUTPUT_INDEX} for ais_bench / "
                              f"common.infer; default {NO_AUX}: the OCR output only, as the guide)")
     add_workers_argument(parser)
@@ -147,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
     without_aux = [name for name in names if args.aux_index not in outputs[name]] if score_aux else []
     if without_aux:
         raise UserError(f"{outputs[without_aux[0]][args.output_index]}: no aux output _{args.aux_index}.bin "
-                        f"beside it ({len(without_aux)} image(s) lack one); drop --aux_index to score OCR only")
+                        f"beside it ({len(without_aux)} image(s) lack one); drop --aux-index to score OCR only")
     indices = (args.output_index, args.aux_index) if score_aux else (args.output_index,)
 
     matrices = [ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE) for _ in indices]

@@ -22,10 +22,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pth", default="hrnet.pth", help="the published checkpoint (hrnet.pth)")
     parser.add_argument("--save_path", default="hrnet.onnx", help="the .onnx to write")
-    parser.add_argument("--input_hw", type=int, nargs=2, default=list(INPUT_HW),
+    parser.add_argument("--input-hw", type=int, nargs=2, default=list(INPUT_HW),
                         metavar=("H", "W"), help="input height and width (1024 2048 for Cityscapes; "
                                                   "smaller for tests, e.g. 64 128)")
-    parser.add_argument("--static_batch", type=int, default=None,
+    parser.add_argument("--static-batch", type=int, default=None,
                         help="fix the batch instead of a dynamic batch axis")
     return parser.parse_args(argv)
 
@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     height, width = args.input_hw
     if height < 32 or width < 32:
         # below 32 pixels the 1/32 branch would be a single pixel or less
-        raise UserError(f"--input_hw {height} {width}: both sides must be at least 32")
+        raise UserError(f"--input-hw {height} {width}: both sides must be at least 32")
     torch.set_grad_enabled(False)
     network = model.load_pretrained(args.pth)
     dummy = torch.randn(args.static_batch or 1, 3, height, width)

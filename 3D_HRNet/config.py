@@ -34,7 +34,7 @@ PACK = PackConfig(
     prepare=(
         Step("prepare dataset: preprocess", ("HRNet_preprocess.py", "--src_path={data}", "--save_path={bins}"), "preprocess"),
         Step("1.2 export to ONNX", ("HRNet_pth2onnx.py", "--pth", "{weights}", "--save_path", "{onnx}",
-                                    "--input_hw", "{h}", "{w}"), "export"),
+                                    "--input-hw", "{h}", "{w}"), "export"),
         Step("1.2 optimise the ONNX: the guide's Resize edit, into a second file",
              ("performance_optimize_resize.py", "{onnx}", "{work}/model/hrnet_nearest.onnx"), "fix"),
         Step("1.3 ATC (Ascend only)", ("-m", "common.atc", "--model", "{work}/model/hrnet_nearest.onnx",
@@ -53,7 +53,7 @@ PACK = PackConfig(
                                               "--save_path", "{work}/metric_onnxruntime_nearest.json"), "compare"),
         Step("the Resize edit: what it changes", (
             "resize_edit_report.py", "--reference", "{result}", "--candidate", "{work}/result/onnxruntime_nearest",
-            "--reference_metric", "{metric}", "--candidate_metric", "{work}/metric_onnxruntime_nearest.json",
+            "--reference-metric", "{metric}", "--candidate-metric", "{work}/metric_onnxruntime_nearest.json",
             "--save_path", "{work}/resize_edit.json"), "compare"),
     ),
     infer_flags=("--outfmt", "BIN", "--batchsize", "1"),

@@ -11,7 +11,7 @@ nothing. Here the same four nodes are found by graph structure:
 
 `coordinate_transformation_mode` stays `align_corners` and `nearest_mode` stays `floor`, as in
 the guide. The edit is not numerically neutral (see the pack README for what it costs), so it
-is a choice: `--resize_mode linear` leaves every Resize as exported. Either way the script
+is a choice: `--resize-mode linear` leaves every Resize as exported. Either way the script
 prints the two output Convs to pass to ATC as `--out_nodes` (output1 = aux, output2 = OCR).
 """
 from __future__ import annotations
@@ -135,7 +135,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("input", help="exported ONNX model (hrnet.onnx)")
     parser.add_argument("output", help="where to write the edited model (may be the input)")
-    parser.add_argument("--resize_mode", choices=RESIZE_MODES, default="nearest",
+    parser.add_argument("--resize-mode", choices=RESIZE_MODES, default="nearest",
                         help="nearest: the guide's edit (faster on Ascend, changes the outputs); "
                              "linear: keep the exported bilinear Resizes (fp32-exact)")
     return parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """What the "优化onnx" Resize edit costs: compare two result folders and their metric JSONs.
 
 `python3 resize_edit_report.py --reference results/linear --candidate results/nearest
---reference_metric result_linear.json --candidate_metric result_nearest.json --save_path X.json`
+--reference-metric result_linear.json --candidate-metric result_nearest.json --save_path X.json`
 
 Per output (`_0` aux, `_1` OCR): max abs and relative difference, cosine, and the fraction of
 1/4-resolution positions whose argmax class changes; then the mIoU of both runs (the
@@ -67,8 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reference", required=True, help="result folder of the unedited graph")
     parser.add_argument("--candidate", required=True, help="result folder of the edited graph (or the .om)")
-    parser.add_argument("--reference_metric", default=None, help="HRNet_postprocess.py JSON of the reference")
-    parser.add_argument("--candidate_metric", default=None, help="HRNet_postprocess.py JSON of the candidate")
+    parser.add_argument("--reference-metric", default=None, help="HRNet_postprocess.py JSON of the reference")
+    parser.add_argument("--candidate-metric", default=None, help="HRNet_postprocess.py JSON of the candidate")
     parser.add_argument("--save_path", default="./resize_edit.json")
     return parser.parse_args(argv)
 

@@ -258,11 +258,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--net_input_height", type=int, default=1216)
     parser.add_argument("--net_input_width", type=int, default=1216)
     parser.add_argument("--ifShowDetObj", action="store_true", help="draw boxes, labels and masks on the images")
-    parser.add_argument("--show_score_thr", type=float, default=0.3, help="score threshold of the drawings")
+    parser.add_argument("--show-score-thr", type=float, default=0.3, help="score threshold of the drawings")
     parser.add_argument("--meta", default=None,
                         help=f"{META_NAME} of the preprocess (default: found through the run's summary JSON)")
     parser.add_argument("--save_path", default=None, help="metric JSON (default: <det_results_path>/metrics.json)")
-    parser.add_argument("--segm_area_from_mask", action="store_true",
+    parser.add_argument("--segm-area-from-mask", action="store_true",
                         help="segm size ranges by mask area (mmdet >= 2.12) instead of box area (mmdet 2.8)")
     add_workers_argument(parser)
     add_allow_missing_argument(parser)

@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", metavar="[CONFIG] CHECKPOINT",
                         help="optional mmdet config path (accepted, not read) and the .pth checkpoint")
-    parser.add_argument("--output-file", "--output_file", dest="output_file", default="maskrcnn_r50_fpn_1x.onnx",
+    parser.add_argument("--output-file", dest="output_file", default="maskrcnn_r50_fpn_1x.onnx",
                         help="ONNX file to write")
     parser.add_argument("--shape", type=int, nargs=2, default=(1216, 1216), metavar=("H", "W"),
                         help="model input height and width, multiples of 32 (guide: 1216 1216)")

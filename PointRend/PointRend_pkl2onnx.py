@@ -1,9 +1,9 @@
 """Guide step "模型转换 / 导出onnx文件": model_final_cf6ac1.pkl -> ONNX (opset 11).
 
-    python3 PointRend_pkl2onnx.py [CONFIG.yaml] MODEL.pkl OUT.onnx [--input_size H W] [--class_map uint8]
+    python3 PointRend_pkl2onnx.py [CONFIG.yaml] MODEL.pkl OUT.onnx [--input-size H W] [--class-map uint8]
 
 Input `images` [batch, 3, 1024, 2048] (normalised BGR, see PointRend_preprocess.py); output
-`results` [batch, 19, 1024, 2048] float32 logits, or with `--class_map uint8|int32` the argmax
+`results` [batch, 19, 1024, 2048] float32 logits, or with `--class-map uint8|int32` the argmax
 computed in the graph, `class_map` [batch, 1024, 2048] (2 MB instead of 159 MB per image).
 
 The detectron2 config argument is accepted so the guide's command line works as written. When
@@ -126,13 +126,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         usage="%(prog)s [-h] [CONFIG.yaml] MODEL.pkl OUT.onnx [options]")
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="[CONFIG.yaml] MODEL.pkl OUT.onnx (config optional)")
-    parser.add_argument("--input_size", "--input-size", type=int, nargs=2, metavar=("H", "W"),
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                         default=None, help="input height and width, multiples of 32 "
                         "(default: the config's MIN_SIZE_TEST MAX_SIZE_TEST, 1024 2048)")
-    parser.add_argument("--class_map", "--class-map", choices=("none", "uint8", "int32"),
+    parser.add_argument("--class-map", choices=("none", "uint8", "int32"),
                         default="none", help="append argmax in the graph and output class ids "
                         "of this dtype instead of float logits (default: none)")
-    parser.add_argument("--static_batch", "--static-batch", type=int, default=None,
+    parser.add_argument("--static-batch", type=int, default=None,
                         help="fix the batch size instead of a dynamic batch axis")
     args = parser.parse_args(argv)
     if len(args.paths) not in (2, 3):

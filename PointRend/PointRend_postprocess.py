@@ -4,13 +4,13 @@
 
 RESULT_DIR holds `<image stem>_0.bin` per input bin (ais_bench / common.infer naming), either
 float32 logits [19, H, W] (the guide's export) or a class map [H, W] of uint8 or int32 (the
-`--class_map` export); the kind is told apart by the file size. Outputs are paired with images
+`--class-map` export); the kind is told apart by the file size. Outputs are paired with images
 and labels by name. Logits are argmaxed (first maximum on ties, as torch.argmax); a prediction
 at another size than the label is resized back (bilinear on logits, as detectron2's
 sem_seg_postprocess; nearest on class maps). Labels are `*_gtFine_labelIds.png` mapped to
 trainIds; void pixels (trainId 255) do not count. The score is the Cityscapes class IoU of the
 official evaluator: one confusion matrix over the split, IoU = TP / (TP + FP + FN) per class,
-mean over classes with a non-empty union. `--pred_dir` also writes labelId PNGs
+mean over classes with a non-empty union. `--pred-dir` also writes labelId PNGs
 (`<name>_pred.png`) for cityscapesScripts' own evaluator.
 """
 from __future__ import annotations
@@ -99,7 +99,7 @@ def read_input_hw(result_dir: Path, meta: str | None, given_hw) -> tuple[int, in
     """The model input size from the preprocess metadata; without metadata, only when given."""
     meta_path = find_meta(result_dir, meta, required=given_hw is None)
     if meta_path is None:
-        print(f"[WARNING] {result_dir}: no {META_NAME} found; scoring outputs of --input_size "
+        print(f"[WARNING] {result_dir}: no {META_NAME} found; scoring outputs of --input-size "
               f"{given_hw[0]} {given_hw[1]}", file=sys.stderr)
         return config.check_input_hw(given_hw)
     recorded = read_meta(meta_path, ("input_hw",), "PointRend_preprocess.py")["input_hw"]
@@ -109,7 +109,7 @@ def read_input_hw(result_dir: Path, meta: str | None, given_hw) -> tuple[int, in
         raise UserError(f"{meta_path}: {err}") from None
     if given_hw is not None and tuple(given_hw) != input_hw:
         raise UserError(f"{meta_path}: the bins were made at {input_hw[0]}x{input_hw[1]}, "
-                        f"not --input_size {given_hw[0]} {given_hw[1]}")
+                        f"not --input-size {given_hw[0]} {given_hw[1]}")
     return input_hw
 
 
@@ -119,12 +119,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("result_dir", help="inference output folder, e.g. ./result/result_bs1")
     parser.add_argument("--meta", default=None, help=f"the preprocess {META_NAME} (default: found "
                         "through the run's summary JSON)")
-    parser.add_argument("--input_size", type=int, nargs=2, metavar=("H", "W"), default=None,
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="model input size, only for results whose preprocess metadata is lost")
     parser.add_argument("--split", default="val")
-    parser.add_argument("--save_path", "--save-path", default=None,
+    parser.add_argument("--save_path", default=None,
                         help="metric JSON (default: <result_dir>_miou.json)")
-    parser.add_argument("--pred_dir", "--pred-dir", default=None,
+    parser.add_argument("--pred-dir", default=None,
                         help="also write labelId PNGs <name>_pred.png here (official evaluator input)")
     add_workers_argument(parser)
     add_allow_missing_argument(parser)

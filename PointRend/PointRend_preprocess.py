@@ -1,6 +1,6 @@
 """Guide step "准备数据集 / 数据预处理": Cityscapes val images -> input bins.
 
-    python3 PointRend_preprocess.py DATA_DIR SAVE_DIR [--input_size H W] [--split val] [--resume]
+    python3 PointRend_preprocess.py DATA_DIR SAVE_DIR [--input-size H W] [--split val] [--resume]
 
 DATA_DIR holds `leftImg8bit/<split>/<city>/*_leftImg8bit.png` (or a `cityscapes/` folder that
 does). Each image becomes `SAVE_DIR/<city>_<seq>_<frame>_leftImg8bit.bin`: float32 [3, H, W],
@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("data_dir", help="Cityscapes root (holds leftImg8bit/, or cityscapes/leftImg8bit/)")
     parser.add_argument("save_dir", help="folder for the input bins")
-    parser.add_argument("--input_size", "--input-size", type=int, nargs=2, metavar=("H", "W"),
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                         default=list(config.DEFAULT_INPUT_HW),
                         help="model input height and width (default 1024 2048; smaller for tests)")
     parser.add_argument("--split", default="val", help="dataset split (default val)")

@@ -44,9 +44,9 @@ PACK = PackConfig(
     onnx="{work}/model/PointRend.onnx", bins="{work}/prep_bin",
     prepare=(
         Step("preprocess (PointRend_preprocess.py)", ("PointRend_preprocess.py", "{data}", "{bins}",
-                                                     "--input_size", "{h}", "{w}"), "preprocess"),
+                                                     "--input-size", "{h}", "{w}"), "preprocess"),
         Step("export to ONNX (PointRend_pkl2onnx.py)", ("PointRend_pkl2onnx.py", GUIDE_CONFIG, "{weights}", "{onnx}",
-                                                       "--input_size", "{h}", "{w}"), "export"),
+                                                       "--input-size", "{h}", "{w}"), "export"),
         Step("ATC (Ascend only)", ("-m", "common.atc", "--model", "{onnx}", "--output", "{work}/model/PointRend_bs1",
                                    "--input_shape", "images:1,3,{h},{w}", "--log", "error"), "atc"),
     ),
@@ -55,5 +55,5 @@ PACK = PackConfig(
                                                     "--save_path", "{metric}"), "postprocess"),
     ),
     infer_flags=("--outfmt", "BIN", "--batchsize", "1"),
-    export_options={"uint8 class map (--class_map uint8)": ("--class_map", "uint8")},
+    export_options={"uint8 class map (--class-map uint8)": ("--class-map", "uint8")},
 )

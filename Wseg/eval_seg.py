@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="data root holding voc/VOCdevkit/VOC2012")
     parser.add_argument("--filelist", type=Path, required=True, help="val_voc.txt or a plain id list")
     parser.add_argument("--masks", type=Path, required=True, help="folder of <id>.png class-index masks")
-    parser.add_argument("--save_path", "--save-path", type=Path, default=None,
+    parser.add_argument("--save_path", type=Path, default=None,
                         help="metric JSON (default: <masks>_miou.json)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="skip images whose mask is missing or of the wrong size (upstream)")

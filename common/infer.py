@@ -28,10 +28,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--input", "-i", default=None,
                         help="folder(s) of input bins, comma-separated, one per model input")
     parser.add_argument("--output", "-o", default=None, help="root folder for results")
-    parser.add_argument("--output_dirname", "--output-dirname", default=None,
+    parser.add_argument("--output_dirname", default=None,
                         help="result sub-folder (default: a timestamp)")
     parser.add_argument("--outfmt", default="BIN", type=str.upper, choices=("BIN", "NPY", "TXT"))
-    parser.add_argument("--batchsize", "--batch-size", type=int, default=None,
+    parser.add_argument("--batchsize", type=int, default=None,
                         help="batch for dynamic-batch models (static models use their own)")
     parser.add_argument("--loop", "-l", type=int, default=1, help="executions of each batch, each timed")
     parser.add_argument("--warmup_count", type=int, default=1)

@@ -22,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", required=True, help="the original checkpoint file")
     parser.add_argument("--input", required=True, help="folder(s) of input bins, comma-separated")
     parser.add_argument("--output", required=True)
-    parser.add_argument("--output_dirname", "--output-dirname", default="pytorch")
+    parser.add_argument("--output_dirname", default="pytorch")
     parser.add_argument("--batchsize", type=int, default=None)
     parser.add_argument("--loop", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")

@@ -2,7 +2,7 @@ import pytest
 
 from common.runtime.atc import atc_command, parse_shape_arg, soc_version_from_npu_smi
 from common.cli import UserError
-from conftest import run_script
+from helpers import run_script
 
 GEN_A = """+-------------------+-----------------+------------------------------------------------------+
 | NPU     Name      | Health          | Power(W)     Temp(C)                                 |

@@ -10,7 +10,7 @@ import torch
 from common.cli import UserError
 from common.runtime.graph import read_metadata
 from common.eval.parity import compare_arrays
-from conftest import error_lines, run_script
+from helpers import error_lines, run_script
 from wseg_shared import (TEST_INPUT_SIDE, demo_checkpoint, export_script, exported_onnx, fix_script,
                          fixed_onnx, model)
 

@@ -14,7 +14,7 @@ from common.data.voc import VOCSegmentation
 from common.weights.manifest import load_manifest
 from common.weights.demo import save_torch_checkpoint
 from common.pipeline.packs import pack_module
-from conftest import assert_classes_agree, error_lines, run_script
+from helpers import assert_classes_agree, error_lines, run_script
 
 SIZE = 64  # small input for tests; the guide uses 500
 model_py = pack_module("RefineNet", "model")

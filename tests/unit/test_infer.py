@@ -10,7 +10,7 @@ from common.cli import UserError
 from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from common.infer import parse_args
 from common.runtime.runner import run_inference
-from conftest import error_lines, run_script
+from helpers import error_lines, run_script
 
 
 class TwoInputs(nn.Module):

@@ -31,7 +31,7 @@ from common.weights.manifest import manifest_shapes
 from common.files.atomic import atomic_path, is_temp_name
 from common.pipeline.packs import pack_module
 from common.files.outputs import match_outputs
-from conftest import REPO_ROOT, error_lines, run_script, expect_one_line, run_cli
+from helpers import REPO_ROOT, error_lines, run_script, expect_one_line, run_cli
 
 SIZE = 64
 OUT_HW = 16  # RefineNet output side for a 64 input

@@ -16,7 +16,7 @@ from common.pipeline.packs import pack_module
 from common.eval.parity import compare_folders
 from common.data.synth.cityscapes import write_synthetic_cityscapes
 from common.runtime.torch_backend import TorchBackend
-from conftest import error_lines, run_script
+from helpers import error_lines, run_script
 from pointrend_shared import demo_checkpoint, assert_class_maps_agree, assert_graph_is_opset11_without_grid_sample
 
 model = pack_module("PointRend", "model")
@@ -35,13 +35,13 @@ def pipeline(tmp_path_factory):
     write_synthetic_cityscapes(data, count=3, size_hw=INPUT_HW, seed=5)
     checkpoint = demo_checkpoint(tmp_path_factory)
     bins = work / "prep"
-    assert preprocess.main(preprocess.parse_args([str(data), str(bins), "--input_size", *map(str, INPUT_HW)])) == 0
+    assert preprocess.main(preprocess.parse_args([str(data), str(bins), "--input-size", *map(str, INPUT_HW)])) == 0
     results = {}
     for kind in ("none", "uint8"):
         onnx_path = work / f"PointRend_{kind}.onnx"
         # The guide's config path does not exist here: defaults are used, as documented.
         args = pkl2onnx.parse_args(["detectron2/missing.yaml", str(checkpoint), str(onnx_path),
-                                    "--input_size", *map(str, INPUT_HW), "--class_map", kind])
+                                    "--input-size", *map(str, INPUT_HW), "--class-map", kind])
         assert pkl2onnx.main(args) == 0
         run_inference(OnnxRuntimeBackend(onnx_path, threads=1), str(bins), work / "result",
                       f"ort_{kind}", progress=False)
@@ -123,7 +123,7 @@ def test_postprocess_reports_a_truncated_output_in_one_line(pipeline, tmp_path):
     victim = sorted(broken.glob("*_0.bin"))[0]
     victim.write_bytes(victim.read_bytes()[:1000])
     run = run_script("PointRend", "PointRend_postprocess.py", pipeline["data"], broken,
-                     "--input_size", *INPUT_HW, check=False)
+                     "--input-size", *INPUT_HW, check=False)
     assert run.returncode == 2
     lines = error_lines(run)
     assert len(lines) == 1 and victim.name in lines[0] and "1000 bytes" in lines[0]
@@ -134,7 +134,7 @@ def test_postprocess_reports_missing_outputs_in_one_line(pipeline, tmp_path):
     shutil.copytree(pipeline["work"] / "result" / "ort_uint8", partial)
     sorted(partial.glob("*_0.bin"))[1].unlink()
     run = run_script("PointRend", "PointRend_postprocess.py", pipeline["data"], partial,
-                     "--input_size", *INPUT_HW, check=False)
+                     "--input-size", *INPUT_HW, check=False)
     assert run.returncode == 2
     lines = error_lines(run)
     assert len(lines) == 1 and "missing for 1 of 3" in lines[0]
@@ -143,7 +143,7 @@ def test_postprocess_reports_missing_outputs_in_one_line(pipeline, tmp_path):
 def test_postprocess_writes_label_id_pngs_for_the_official_evaluator(pipeline, tmp_path):
     import cv2
     args = postprocess.parse_args([str(pipeline["data"]), str(pipeline["work"] / "result" / "ort_uint8"),
-                                   "--save_path", str(tmp_path / "m.json"), "--pred_dir", str(tmp_path / "pred")])
+                                   "--save_path", str(tmp_path / "m.json"), "--pred-dir", str(tmp_path / "pred")])
     assert postprocess.main(args) == 0
     pngs = sorted((tmp_path / "pred").glob("*_pred.png"))
     assert len(pngs) == 3

@@ -18,7 +18,7 @@ from common.pipeline.packs import pack_module
 from common.eval.parity import compare_folders
 from common.data.synth.voc import write_synthetic_voc
 from common.runtime.torch_backend import TorchBackend
-from conftest import error_lines, run_script
+from helpers import error_lines, run_script
 from wseg_shared import TEST_INPUT_SIDE, demo_checkpoint, exported_onnx, fixed_onnx
 
 preprocess = pack_module("Wseg", "wseg_preprocess")

@@ -18,7 +18,7 @@ from common.pipeline.packs import pack_module
 from common.eval.parity import compare_arrays
 from common.data.synth.cityscapes import write_synthetic_cityscapes
 from common.eval.upsample import bilinear_argmax
-from conftest import assert_classes_agree, error_lines, run_script
+from helpers import assert_classes_agree, error_lines, run_script
 
 HEIGHT, WIDTH = 64, 128  # the guide's 1024x2048 divided by 16
 OUT_HW = (HEIGHT // 4, WIDTH // 4)
@@ -37,7 +37,7 @@ def pipeline(tmp_path_factory):
     checkpoint = model_py.write_demo_checkpoint(work / "hrnet.pth", seed=2)
     run_script(PACK, "HRNet_preprocess.py", f"--src_path={work / 'data'}", f"--save_path={work / 'prep'}")
     export = run_script(PACK, "HRNet_pth2onnx.py", "--pth", checkpoint, "--save_path", work / "hrnet.onnx",
-                        "--input_hw", HEIGHT, WIDTH)
+                        "--input-hw", HEIGHT, WIDTH)
     fix = run_script(PACK, "performance_optimize_resize.py", work / "hrnet.onnx", work / "hrnet_nearest.onnx")
     for name, onnx_file in (("ort", "hrnet.onnx"), ("ort_nearest", "hrnet_nearest.onnx")):
         run_script(None, "common.infer", "--model", work / onnx_file, "--input", work / "prep",
@@ -47,7 +47,7 @@ def pipeline(tmp_path_factory):
     for name in ("ort", "ort_nearest", "torch"):
         run_script(PACK, "HRNet_postprocess.py", "--res_path", work / "result" / name, "--data_path",
                    work / "data" / "cityscapes" / "gtFine" / "val", "--save_path", work / f"metric_{name}.json",
-                   "--aux_index", 0)
+                   "--aux-index", 0)
     return {"work": work, "export_stdout": export.stdout, "fix_stdout": fix.stdout}
 
 
@@ -120,8 +120,8 @@ def test_resize_edit_changes_the_outputs_and_is_reported(pipeline, tmp_path):
         assert worst > 1e-3 and all(np.isfinite(a).all() for a in nearest.values())
     work = pipeline["work"]
     run_script(PACK, "resize_edit_report.py", "--reference", work / "result" / "ort", "--candidate",
-               work / "result" / "ort_nearest", "--reference_metric", work / "metric_ort.json",
-               "--candidate_metric", work / "metric_ort_nearest.json", "--save_path", tmp_path / "edit.json")
+               work / "result" / "ort_nearest", "--reference-metric", work / "metric_ort.json",
+               "--candidate-metric", work / "metric_ort_nearest.json", "--save_path", tmp_path / "edit.json")
     report = json.loads((tmp_path / "edit.json").read_text())
     assert report["outputs"]["OCR (output2)"]["max_abs"] > 1e-3
     assert report["mean_Iou"]["difference"] == pytest.approx(
@@ -309,7 +309,7 @@ def test_aux_scoring_asked_without_aux_outputs_names_the_file(pipeline, broken_r
     victim = sorted(broken_results.glob("*_0.bin"))[2]
     victim.unlink()
     ocr_file = victim.name.replace("_0.bin", "_1.bin")
-    assert ocr_file in _postprocess_error(pipeline, broken_results, tmp_path, "--aux_index", "0")
+    assert ocr_file in _postprocess_error(pipeline, broken_results, tmp_path, "--aux-index", "0")
 
 
 def test_by_default_only_the_ocr_output_is_scored(pipeline, tmp_path):

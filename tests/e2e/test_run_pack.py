@@ -14,6 +14,9 @@ import pytest
 
 from common.pipeline.packs import PACK_NAMES, REPO_ROOT
 
+pytestmark = pytest.mark.slow
+
+
 # --classes given to pack_summary in each run_pack.sh: packs whose outputs are class scores
 CLASS_OUTPUT_PACKS = {"RefineNet", "3D_HRNet", "PointRend", "Wseg"}
 

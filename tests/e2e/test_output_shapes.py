@@ -12,7 +12,10 @@ import pytest
 from common.pipeline.pack_config import StepValues, render
 from common.pipeline.packs import PACK_NAMES, pack_config, pack_module
 from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from conftest import run_script
+from helpers import run_script
+
+pytestmark = pytest.mark.slow
+
 
 # Small input sizes every pack accepts (PointRend: multiples of 32).
 TEST_HW = {"RefineNet": (64, 64), "3D_HRNet": (64, 128), "PointRend": (64, 128), "Wseg": (64, 64),

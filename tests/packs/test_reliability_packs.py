@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import expect_one_line, run_cli
+from helpers import expect_one_line, run_cli
 from common.files.bins import list_bins, write_bin
 from common.weights.manifest import manifest_shapes
 from common.pipeline.packs import pack_module
@@ -72,7 +72,7 @@ def cityscapes_images(data: dict) -> list[Path]:
 
 
 PREPROCESS = {
-    "PointRend": Preprocess("PointRend_preprocess", lambda d, out: [d["cs"], out, "--input_size", *CITYSCAPES_HW],
+    "PointRend": Preprocess("PointRend_preprocess", lambda d, out: [d["cs"], out, "--input-size", *CITYSCAPES_HW],
                             cityscapes_images, "preprocess_meta.json"),
     "3D_HRNet": Preprocess("HRNet_preprocess", lambda d, out: ["--src_path", d["cs"], "--save_path", out],
                            cityscapes_images, "preprocess_meta.json"),
@@ -192,14 +192,14 @@ POSTPROCESS = {
     "PointRend": Postprocess(
         "PointRend_postprocess", lambda d: [f"{n}_leftImg8bit" for n in cityscapes_names(d)],
         lambda folder, stem, rng: write_bin(folder / f"{stem}_0.bin", _logits(rng, 19, *CITYSCAPES_HW)),
-        lambda d, res, save: [d["cs"], res, "--input_size", *CITYSCAPES_HW, "--save_path", save],
+        lambda d, res, save: [d["cs"], res, "--input-size", *CITYSCAPES_HW, "--save_path", save],
         "_0.bin"),
     "3D_HRNet": Postprocess(
         "HRNet_postprocess", cityscapes_names,
         lambda folder, name, rng: write_bin(folder / f"{name}_leftImg8bit_1.bin",
                                             _logits(rng, 19, CITYSCAPES_HW[0] // 4, CITYSCAPES_HW[1] // 4)),
         lambda d, res, save: ["--res_path", res, "--data_path", d["cs"] / "cityscapes" / "gtFine" / "val",
-                              "--save_path", save, "--aux_index", -1],
+                              "--save_path", save, "--aux-index", -1],
         "_leftImg8bit_1.bin"),
     "Wseg": Postprocess(
         "wseg_postprocess",
@@ -282,7 +282,7 @@ def test_hrnet_missing_outputs_name_the_label_count_and_first_names(prepared, al
     code, lines = postprocess("3D_HRNet", prepared, results, tmp_path / "m.json", capsys=capsys)
     label = prepared["cs"] / "cityscapes" / "gtFine" / "val" / names[1].split("_")[0] / f"{names[1]}_gtFine_labelIds.png"
     expect_one_line(code, lines, f"{label}: no prediction (output 1) for this label (2 of 3 labels have none, "
-                                 f"first: {names[1]}, {names[2]}); pass --allow_missing to score the rest")
+                                 f"first: {names[1]}, {names[2]}); pass --allow-missing to score the rest")
 
 
 @pytest.mark.parametrize("pack", ["PointRend", "Wseg", "MaskRCNN_mmdet"])
@@ -309,7 +309,7 @@ def test_hrnet_outputs_without_a_label_are_refused(prepared, all_outputs, tmp_pa
 def test_allow_missing_scores_the_rest_and_says_how_many(pack, prepared, all_outputs, tmp_path, capsys):
     names = POSTPROCESS[pack].samples(prepared)
     results = linked_results(all_outputs[pack], tmp_path / "res", names[:1] + names[2:])
-    flag = "--allow_missing" if pack == "3D_HRNet" else "--allow-missing"
+    flag = "--allow-missing" if pack == "3D_HRNet" else "--allow-missing"
     code, lines = postprocess(pack, prepared, results, tmp_path / "m.json", flag, capsys=capsys)
     assert code == 0, lines
     saved = json.loads(metric_json(pack, tmp_path / "m.json").read_text())
@@ -389,8 +389,8 @@ def names_only_checkpoint(model_name: str, prefix: str = "") -> "OrderedDict[str
 
 
 EXPORTS = {  # pack -> (script, (checkpoint, onnx) -> arguments at a small size)
-    "PointRend": ("PointRend_pkl2onnx", lambda ckpt, out: [ckpt, out, "--input_size", 64, 128]),
-    "3D_HRNet": ("HRNet_pth2onnx", lambda ckpt, out: ["--pth", ckpt, "--save_path", out, "--input_hw", 64, 128]),
+    "PointRend": ("PointRend_pkl2onnx", lambda ckpt, out: [ckpt, out, "--input-size", 64, 128]),
+    "3D_HRNet": ("HRNet_pth2onnx", lambda ckpt, out: ["--pth", ckpt, "--save_path", out, "--input-hw", 64, 128]),
     "Wseg": ("wseg_pth2onnx", lambda ckpt, out: [ckpt, out, "--input-size", 64]),
     "MaskRCNN_mmdet": ("mmdet_pth2onnx", lambda ckpt, out: [ckpt, "--output-file", out, "--shape", 64, 64]),
 }
