@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import onnx
-import torch
 
 from common.cli import UserError
 from common.fsio import atomic_path
@@ -28,6 +27,8 @@ def export_onnx(module: torch.nn.Module, dummy_inputs: Sequence[torch.Tensor], p
                 dynamic_batch: bool = True, pack: str, model_options: Mapping | None = None,
                 opset: int = ATC_OPSET) -> onnx.ModelProto:
     """TorchScript-based export at the ATC opset, checked, tagged and written atomically."""
+    import torch  # here, not at the top: the graph tools (common.atc, common.fp16) run without torch
+
     dynamic_axes = None
     if dynamic_batch:
         dynamic_axes = {name: {0: "batch_size"} for name in list(input_names) + list(output_names)}
