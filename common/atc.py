@@ -17,6 +17,10 @@ from common.cli import UserError, script_entry
 
 ONNX_FRAMEWORK = 5
 LOG_LEVELS = ("debug", "info", "warning", "error", "null")
+# ATC --precision_mode values (CANN ATC reference); not given, ATC uses force_fp16 for inference.
+PRECISION_MODES = ("force_fp16", "force_fp32", "cube_fp16in_fp32out", "allow_fp32_to_fp16",
+                   "must_keep_origin_dtype", "allow_mix_precision", "allow_mix_precision_fp16",
+                   "allow_mix_precision_bf16", "allow_fp32_to_bf16")
 
 
 def soc_version_from_npu_smi(text: str) -> str | None:
@@ -52,7 +56,8 @@ def format_input_shape(shapes: dict[str, Sequence[int]]) -> str:
 
 def atc_command(model: str, output: str, input_shapes: dict[str, Sequence[int]], soc_version: str,
                 out_nodes: Sequence[str] = (), log: str = "error", input_format: str = "NCHW",
-                extra: Sequence[str] = ()) -> list[str]:
+                extra: Sequence[str] = (), precision_mode: str | None = None,
+                keep_dtype: str | None = None) -> list[str]:
     """The argument list of one ATC conversion (output is a prefix: ATC appends `.om`)."""
     if log not in LOG_LEVELS:
         raise UserError(f"--log must be one of {', '.join(LOG_LEVELS)}")
@@ -61,6 +66,10 @@ def atc_command(model: str, output: str, input_shapes: dict[str, Sequence[int]],
                f"--log={log}", f"--soc_version={soc_version}"]
     if out_nodes:
         command.append(f"--out_nodes={';'.join(out_nodes)}")
+    if precision_mode:
+        command.append(f"--precision_mode={precision_mode}")
+    if keep_dtype:
+        command.append(f"--keep_dtype={keep_dtype}")
     return command + list(extra)
 
 
@@ -98,6 +107,18 @@ def check_shapes_against_model(model_path: str, shapes: dict[str, list[int]]) ->
                             f"the model's input is {shown}")
 
 
+def check_keep_dtype(model_path: str, keep_dtype: str, precision_mode: str | None) -> None:
+    """The file must exist and each line name a node or an operator type of the model; CANN
+    ignores it under must_keep_origin_dtype, which is a mistake worth a line."""
+    from common.fp16.keep_dtype import resolve_keep_dtype
+    from common.onnx_tools import load_onnx
+
+    if precision_mode == "must_keep_origin_dtype":
+        raise UserError(f"{keep_dtype}: --keep_dtype has no effect with --precision_mode must_keep_origin_dtype")
+    graph = load_onnx(model_path, load_weights=False).graph
+    resolve_keep_dtype(keep_dtype, graph, model_path)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m common.atc", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="the .onnx to convert")
@@ -107,14 +128,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out_nodes", default="", help='";"-separated output nodes, e.g. "Conv_1:0;Conv_2:0"')
     parser.add_argument("--log", default="error", choices=LOG_LEVELS)
     parser.add_argument("--input_format", default="NCHW")
+    parser.add_argument("--precision_mode", default=None, choices=PRECISION_MODES,
+                        help="not given: ATC's default (force_fp16); `python3 -m common.precision` predicts its cost")
+    parser.add_argument("--keep_dtype", default=None,
+                        help="file of nodes (or OpType::<Ascend IR type>) kept at the original precision")
     parser.add_argument("--print-only", action="store_true", help="print the command, do not run it")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     soc = args.soc_version or detect_soc_version() or "Ascend${chip_name}"
+    if args.keep_dtype:
+        check_keep_dtype(args.model, args.keep_dtype, args.precision_mode)
     command = atc_command(args.model, args.output, parse_shape_arg(args.input_shape), soc,
-                          [n for n in args.out_nodes.split(";") if n], args.log, args.input_format)
+                          [n for n in args.out_nodes.split(";") if n], args.log, args.input_format,
+                          precision_mode=args.precision_mode, keep_dtype=args.keep_dtype)
     print(shlex.join(command))
     if args.print_only:
         return 0
