@@ -50,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_class_changed", type=float, default=0.001,
                         help="tolerance: fraction of positions whose class (argmax on --class_axis) may change")
     parser.add_argument("--class_axis", type=int, default=1)
+    parser.add_argument("--tie_ulps", type=float, default=4.0,
+                        help="class changes where the float32 top-2 margin is within this many float16 ulps "
+                             "of the output's largest value are ties, not counted (0: count all)")
     parser.add_argument("--no_tensors", action="store_true", help="skip the per-tensor statistics")
     parser.add_argument("--memory_mb", type=int, default=1024,
                         help="intermediate tensors held at once by the per-tensor pass (it reruns the graph per chunk)")
@@ -59,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no_openvino", action="store_true", help="skip OpenVINO's f16 second opinion")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (ONNX Runtime, OpenVINO)")
     args = parser.parse_args(argv)
-    if args.max_samples < 0 or args.memory_mb < 1 or args.max_evaluations < 2:
-        parser.error("--max_samples must be >= 0, --memory_mb >= 1, --max_evaluations >= 2")
+    if args.max_samples < 0 or args.memory_mb < 1 or args.max_evaluations < 2 or args.tie_ulps < 0:
+        parser.error("--max_samples and --tie_ulps must be >= 0, --memory_mb >= 1, --max_evaluations >= 2")
     if not 0.0 <= args.max_class_changed <= 1.0 or not -1.0 <= args.min_cosine <= 1.0:
         parser.error("--max_class_changed must be in [0, 1], --min_cosine in [-1, 1]")
     return args
@@ -89,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
     keep_in = resolve_keep_dtype(args.keep_dtype, model.graph, model_path.name) if args.keep_dtype else set()
     backend = OnnxRuntimeBackend(model_path, threads=args.threads)
     samples = load_samples(backend, args.input, args.max_samples or None)
-    tolerance = Tolerance(args.min_cosine, args.max_class_changed, args.class_axis)
+    tolerance = Tolerance(args.min_cosine, args.max_class_changed, args.class_axis, args.tie_ulps)
     timings = {}
     analysis = Analysis(model, backend, samples, args.precision_mode, args.overflow, tolerance, args.threads)
     emulated = analysis.compare(analysis.emulated_outputs(keep_in))

@@ -317,3 +317,40 @@ def test_cli_bad_inputs_give_one_line(tmp_path, capsys):
                     "keep.cfg:2", "'scale_dwn' is not a node", "closest: scale_down")
     expect_one_line(*cli(capsys, "--model", model_path, "--input", bins, "--keep_dtype", tmp_path / "keep.cfg",
                          "--precision_mode", "must_keep_origin_dtype"), "no effect")
+
+
+def test_class_changes_within_float16_ties_are_counted_apart():
+    from common.fp16.compare import OutputComparison, fp16_ulp
+    assert fp16_ulp(10.3) == 2.0 ** -7 and fp16_ulp(1.0) == 2.0 ** -10
+    # Two classes at 4 positions, largest magnitude 10 (ulp 2^-7): margins 0.01 (a tie within
+    # 4 ulps = 0.031) and 2.0 (decisive); the other run flips both.
+    reference = np.array([[[10.0, 5.0, 3.0, 1.0]], [[9.99, 3.0, 1.0, 3.0]]], np.float32)[None]  # (1, 2, 1, 4)
+    other = reference.copy()
+    other[0, :, 0, 0] = [9.98, 9.99]  # tie flipped
+    other[0, :, 0, 1] = [3.0, 5.0]    # decisive flip
+    counted = OutputComparison("y")
+    counted.update(reference, other, class_axis=1, tie_ulps=4.0)
+    assert counted.class_changed == 0.5 and counted.class_changed_beyond_ties == 0.25
+    assert counted.tied_positions == 1
+    strict = OutputComparison("y")
+    strict.update(reference, other, class_axis=1, tie_ulps=0.0)
+    assert strict.class_changed_beyond_ties == 0.5
+
+
+def test_an_index_that_changes_is_the_first_departure(tmp_path, capsys):
+    """1.0001 and 1.0002 are both 1.0 in float16: TopK picks index 0 instead of 1, and the
+    departure starts at TopK's integer output, not at the float tensors after it."""
+    nodes = [helper.make_node("TopK", ["x", "k"], ["top", "index"], name="topk", axis=1),
+             helper.make_node("Cast", ["index"], ["index_float"], name="as_float", to=F),
+             helper.make_node("Add", ["index_float", "top"], ["y"], name="add")]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", F, [1, 4])],
+                       [helper.make_tensor_value_info("y", F, [1, 1])], {"k": np.array([1], np.int64)})
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    write_bin(tmp_path / "bins" / "a.bin", np.array([1.0001, 1.0002, 0.5, 0.25], np.float32))
+    code, _ = cli(capsys, "--model", tmp_path / "m.onnx", "--input", tmp_path / "bins", "--output", tmp_path / "r",
+                  "--no_openvino", "--no_search")
+    report = json.loads((tmp_path / "r" / "precision_report.json").read_text())
+    first = report["tensors_summary"]["first_departing"]
+    assert code == 0 and first["node"] == "topk" and first["changed_fraction"] == 1.0
+    # (y, one value 2.0002 against 1.0, has cosine 1: a cosine sees direction, not scale)
+    assert [e["tensor"] for e in report["tensors_summary"]["departing"]] == ["index", "index_float"]

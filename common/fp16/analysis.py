@@ -78,11 +78,12 @@ class Analysis:
     # ---- per-tensor statistics ----------------------------------------------------------
 
     def tracked_tensors(self) -> list[tuple[str, onnx.NodeProto]]:
-        """Float tensors that carry data, with their producing node, in graph order."""
+        """Float, integer and boolean tensors that carry data, with their producing node, in
+        graph order (an index that changes, e.g. TopK picking other points, is a departure too)."""
         tracked = []
         for node in self.model.graph.node:
             for name in node.output:
-                if name and name in self.facts.data_tensors and self.facts.is_float(name):
+                if name and name in self.facts.data_tensors and (self.facts.is_float(name) or self.facts.is_exact(name)):
                     tracked.append((name, node))
         return tracked
 
@@ -94,14 +95,14 @@ class Analysis:
         lowered = self.fp16_nodes(keep)
         tracked = self.tracked_tensors()
         stats = {name: TensorStats(name, node.name, node.op_type, self.facts.order[node.name],
-                                   node.name in lowered) for name, node in tracked}
+                                   node.name in lowered, exact=self.facts.is_exact(name)) for name, node in tracked}
         emulated_model = emulate(self.model, self.facts, self.mode, keep, self.overflow)
         chunks = self._chunks([name for name, _ in tracked], budget_bytes // 2)
         total = len(chunks) * len(self.samples.feeds)
         with tqdm(total=total, desc="fp16 per-tensor statistics", unit="run", disable=not self.progress) as bar:
             for chunk in chunks:
-                reference = make_session(with_outputs(self.model, chunk), self.threads)
-                emulated = make_session(with_outputs(emulated_model, chunk), self.threads)
+                reference = make_session(with_outputs(self.model, chunk, self.facts.elem_types), self.threads)
+                emulated = make_session(with_outputs(emulated_model, chunk, self.facts.elem_types), self.threads)
                 for feeds in self.samples.feeds:
                     ref_values = reference.run(chunk, feeds)
                     emu_values = emulated.run(chunk, feeds)

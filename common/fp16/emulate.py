@@ -33,6 +33,8 @@ from common.fp16.modes import (FP16_MAX, MATRIX_OPS, PARAMETER_INPUTS, SATURATIO
                                VALUE_PRESERVING_OPS, round_to_fp16, runs_in_fp16)
 
 FLOAT = TensorProto.FLOAT
+EXACT_TYPES = frozenset({TensorProto.INT64, TensorProto.INT32, TensorProto.INT8, TensorProto.UINT8,
+                         TensorProto.BOOL})
 # Weights below this many values are copied through shape inference as they are; larger
 # float initializers become typed graph inputs there, so inference does not copy the weights.
 _SMALL_INITIALIZER = 64
@@ -50,11 +52,16 @@ class GraphFacts:
     def is_float(self, name: str) -> bool:
         return self.elem_types.get(name) == FLOAT
 
+    def is_exact(self, name: str) -> bool:
+        """An integer or boolean tensor: compared value for value, never rounded."""
+        return self.elem_types.get(name) in EXACT_TYPES
+
     def nbytes(self, name: str) -> int | None:
         dims = self.shapes.get(name)
         if dims is None or any(not isinstance(d, int) or d < 0 for d in dims):
             return None
-        return int(np.prod(dims, dtype=np.int64)) * 4
+        itemsize = 8 if self.elem_types.get(name) == TensorProto.INT64 else 4
+        return int(np.prod(dims, dtype=np.int64)) * itemsize
 
 
 def analyse(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]) -> GraphFacts:
@@ -243,14 +250,14 @@ def _copy_node(node: onnx.NodeProto) -> onnx.NodeProto:
 
 # ---- running ------------------------------------------------------------------------------
 
-def with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
-    """A copy of the model that also returns the float tensors `names`."""
+def with_outputs(model: onnx.ModelProto, names: Sequence[str], elem_types: Mapping[str, int]) -> onnx.ModelProto:
+    """A copy of the model that also returns the tensors `names`."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     present = {value.name for value in out.graph.output}
     for name in names:
         if name not in present:
-            out.graph.output.append(helper.make_tensor_value_info(name, FLOAT, None))
+            out.graph.output.append(helper.make_tensor_value_info(name, elem_types.get(name, FLOAT), None))
     return out
 
 

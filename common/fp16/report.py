@@ -5,7 +5,7 @@ import platform
 from pathlib import Path
 from typing import Sequence
 
-from common.fp16.compare import DEPARTURE_COSINE, OutputComparison, TensorStats, Tolerance
+from common.fp16.compare import DEPARTURE_CHANGED, DEPARTURE_COSINE, OutputComparison, TensorStats, Tolerance
 
 EMULATED = [
     "matrix operators (Conv, ConvTranspose, MatMul, Gemm) in float16: data, weights and bias rounded "
@@ -54,9 +54,11 @@ def tensor_summary(stats: Sequence[TensorStats]) -> dict:
     overflow = [s for s in stats if s.fp16_overflow]
     short = lambda s: {"tensor": s.tensor, "node": s.node, "op_type": s.op_type, "position": s.position,  # noqa: E731
                        "min": s.as_dict()["min"], "max": s.as_dict()["max"], "cosine": s.cosine,
+                       "changed_fraction": s.changed_fraction,
                        "beyond_fp16_max": s.beyond_fp16_max, "fp16_overflow": s.fp16_overflow}
     return {
         "departure_cosine": DEPARTURE_COSINE,
+        "departure_changed": DEPARTURE_CHANGED,
         "tensors": len(stats),
         "first_departing": short(departing[0]) if departing else None,
         "departing": [short(s) for s in departing],
@@ -83,18 +85,24 @@ def _num(value, fmt: str) -> str:
 
 def output_lines(block: dict, indent: str = "  ") -> list[str]:
     lines = [f"{indent}{'output':<24} {'cosine':>10} {'max abs diff':>13} {'max rel diff':>13} "
-             f"{'class changed':>14}  verdict"]
+             f"{'class changed (beyond ties)':>28}  verdict"]
     for row in block["outputs"]:
         verdict = "ok" if not row["failures"] else "; ".join(row["failures"])
-        changed = "-" if row["class_changed"] is None else f"{row['class_changed']:.4%}"
+        changed = ("-" if row["class_changed"] is None
+                   else f"{row['class_changed']:.4%} ({row['class_changed_beyond_ties']:.4%})")
         lines.append(f"{indent}{row['name']:<24} {_num(row['cosine'], '.6f'):>10} "
                      f"{_num(row['max_abs_diff'], '.3g'):>13} {_num(row['max_rel_diff'], '.3g'):>13} "
-                     f"{changed:>14}  {verdict}")
+                     f"{changed:>28}  {verdict}")
     return lines
 
 
 def _tensor_line(entry: dict, total_nodes: int) -> str:
-    cosine = "inf/NaN in float16" if entry["cosine"] is None else f"cosine {entry['cosine']:.5f}"
+    if entry.get("changed_fraction") is not None:
+        cosine = f"{entry['changed_fraction']:.2%} of its values differ"
+    elif entry["cosine"] is None:
+        cosine = "inf/NaN in float16"
+    else:
+        cosine = f"cosine {entry['cosine']:.5f}"
     return (f"{entry['node']} ({entry['op_type']}, node {entry['position'] + 1} of {total_nodes}): {cosine}, "
             f"float32 range [{_num(entry['min'], '.4g')}, {_num(entry['max'], '.4g')}]")
 
@@ -111,7 +119,8 @@ def print_report(report: dict, max_lines: int = 10) -> None:
     total = report["nodes_total"]
     if tensors:
         first = tensors["first_departing"]
-        print(f"first tensor departing from float32 (cosine < {tensors['departure_cosine']}): "
+        print(f"first tensor departing from float32 (cosine < {tensors['departure_cosine']}, or over "
+              f"{tensors['departure_changed']:.0%} of an integer tensor changed): "
               + (_tensor_line(first, total) if first else f"none of {tensors['tensors']}"))
         for entry in tensors["departing"][1:max_lines]:
             print(f"  then {_tensor_line(entry, total)}")

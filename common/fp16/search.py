@@ -60,7 +60,7 @@ def candidate_order(stats: Sequence[TensorStats], node_inputs: dict[str, list[st
     nodes = sorted((n for n in fp16_nodes if n in position), key=position.__getitem__)
     if order == GRAPH_ORDER:
         return nodes
-    cosine = {entry.tensor: _cosine_or_worst(entry) for entry in stats}
+    cosine = {entry.tensor: entry.similarity for entry in stats}
     out_cosine: dict[str, float] = {}
     for entry in stats:
         out_cosine[entry.node] = min(out_cosine.get(entry.node, 1.0), cosine[entry.tensor])
@@ -70,11 +70,6 @@ def candidate_order(stats: Sequence[TensorStats], node_inputs: dict[str, list[st
         return min(inputs, default=1.0) - out_cosine.get(node, 1.0)
 
     return sorted(nodes, key=lambda n: (-drop(n), position[n]))
-
-
-def _cosine_or_worst(entry: TensorStats) -> float:
-    cosine = entry.cosine
-    return -1.0 if cosine is None else cosine
 
 
 class _Budgeted:
