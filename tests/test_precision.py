@@ -103,7 +103,9 @@ def test_saturation_clips_instead_of_inf():
     model = sum_graph(7000.0)
     x = np.full((1, 3, 6, 6), 2.0, np.float32)  # conv 42000, sum 84000
     facts = analyse(model, {"x": x.shape})
-    probe = lambda overflow: run(_expose(emulate(model, facts, FORCE_FP16, (), overflow), "s"), {"x": x})[1]  # noqa: E731
+
+    def probe(overflow):
+        return run(_expose(emulate(model, facts, FORCE_FP16, (), overflow), "s"), {"x": x})[1]
     assert np.isinf(probe(INF_NAN)).all()
     assert (probe(SATURATION) == 65504.0).all()
 

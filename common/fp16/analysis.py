@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import onnx
 from tqdm import tqdm
 
+from common.binio import bin_stem
 from common.cli import UserError
 from common.fp16.compare import OutputComparison, TensorStats, Tolerance, compare_outputs, meets
 from common.fp16.emulate import GraphFacts, analyse, emulate, fp16_nodes, make_session, with_outputs
 from common.infer import (OnnxRuntimeBackend, TensorSpec, batch_size_for, check_sample_sizes,
                           collect_samples, load_sample)
-from common.binio import bin_stem
 
 
 @dataclass
@@ -127,7 +126,3 @@ class Analysis:
         if current:
             chunks.append(current)
         return chunks
-
-
-def model_name(path: str | Path) -> str:
-    return Path(path).name

@@ -52,10 +52,12 @@ def tensor_summary(stats: Sequence[TensorStats]) -> dict:
     departing = [s for s in stats if s.departs]
     beyond = [s for s in stats if s.beyond_fp16_max]
     overflow = [s for s in stats if s.fp16_overflow]
-    short = lambda s: {"tensor": s.tensor, "node": s.node, "op_type": s.op_type, "position": s.position,  # noqa: E731
-                       "min": s.as_dict()["min"], "max": s.as_dict()["max"], "cosine": s.cosine,
-                       "changed_fraction": s.changed_fraction,
-                       "beyond_fp16_max": s.beyond_fp16_max, "fp16_overflow": s.fp16_overflow}
+
+    def short(s: TensorStats) -> dict:
+        full = s.as_dict()
+        return {key: full[key] for key in ("tensor", "node", "op_type", "position", "min", "max", "cosine",
+                                           "changed_fraction", "beyond_fp16_max", "fp16_overflow")}
+
     return {
         "departure_cosine": DEPARTURE_COSINE,
         "departure_changed": DEPARTURE_CHANGED,
@@ -127,7 +129,7 @@ def print_report(report: dict, max_lines: int = 10) -> None:
         if len(tensors["departing"]) > max_lines:
             print(f"  ... {len(tensors['departing']) - max_lines} more in the JSON report")
         beyond = tensors["beyond_fp16_max"]
-        print(f"float32 values beyond float16's 65504: "
+        print("float32 values beyond float16's 65504: "
               + (f"{len(beyond)} tensor(s), first {_tensor_line(beyond[0], total)}" if beyond else "none"))
         overflow = tensors["fp16_overflow"]
         print("float16 overflow in the emulated run: "

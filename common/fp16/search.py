@@ -97,7 +97,9 @@ def search_keep_set(evaluate: Evaluate, candidates: Sequence[str], forced: Itera
     steps: list[dict] = []
     check = _Budgeted(evaluate, max(2, max_evaluations), steps)
     forced = set(forced)
-    by_position = lambda names: sorted(names, key=positions.__getitem__)  # noqa: E731
+
+    def by_position(names):
+        return sorted(names, key=positions.__getitem__)
 
     def result(keep, met, note=""):
         return SearchResult(by_position(keep), met, len(check.cache), by_position(forced), steps, note)
