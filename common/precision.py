@@ -50,6 +50,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_class_changed", type=float, default=0.001,
                         help="tolerance: fraction of positions whose class (argmax on --class_axis) may change")
     parser.add_argument("--class_axis", type=int, default=1)
+    parser.add_argument("--class_outputs", default="auto",
+                        help="comma-separated float outputs that are class logits (argmax on --class_axis); "
+                             "'auto': every rank-4 float output; 'none': no float output "
+                             "(integer outputs always count changed values)")
     parser.add_argument("--tie_ulps", type=float, default=4.0,
                         help="class changes where the float32 top-2 margin is within this many float16 ulps "
                              "of the output's largest value are ties, not counted (0: count all)")
@@ -67,6 +71,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not 0.0 <= args.max_class_changed <= 1.0 or not -1.0 <= args.min_cosine <= 1.0:
         parser.error("--max_class_changed must be in [0, 1], --min_cosine in [-1, 1]")
     return args
+
+
+def _class_outputs(text: str, output_names: list[str], model_path: Path) -> tuple[str, ...] | None:
+    if text == "auto":
+        return None
+    if text == "none":
+        return ()
+    names = tuple(name for name in text.split(",") if name)
+    unknown = [name for name in names if name not in output_names]
+    if unknown:
+        raise UserError(f"{model_path}: --class_outputs names {', '.join(unknown)}; the outputs are "
+                        f"{', '.join(output_names)}")
+    return names
 
 
 def name_unnamed_nodes(model) -> int:
@@ -92,7 +109,8 @@ def main(args: argparse.Namespace) -> int:
     keep_in = resolve_keep_dtype(args.keep_dtype, model.graph, model_path.name) if args.keep_dtype else set()
     backend = OnnxRuntimeBackend(model_path, threads=args.threads)
     samples = load_samples(backend, args.input, args.max_samples or None)
-    tolerance = Tolerance(args.min_cosine, args.max_class_changed, args.class_axis, args.tie_ulps)
+    tolerance = Tolerance(args.min_cosine, args.max_class_changed, args.class_axis, args.tie_ulps,
+                          _class_outputs(args.class_outputs, backend.output_names(), model_path))
     timings = {}
     analysis = Analysis(model, backend, samples, args.precision_mode, args.overflow, tolerance, args.threads)
     emulated = analysis.compare(analysis.emulated_outputs(keep_in))

@@ -356,3 +356,40 @@ def test_an_index_that_changes_is_the_first_departure(tmp_path, capsys):
     assert code == 0 and first["node"] == "topk" and first["changed_fraction"] == 1.0
     # (y, one value 2.0002 against 1.0, has cosine 1: a cosine sees direction, not scale)
     assert [e["tensor"] for e in report["tensors_summary"]["departing"]] == ["index", "index_float"]
+
+
+def test_class_changes_only_for_class_logits_outputs():
+    from common.fp16.compare import Tolerance, compare_outputs
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal((1, 3, 4, 4)).astype(np.float32)
+    boxes = rng.standard_normal((1, 10, 5)).astype(np.float32)
+    flipped_logits, shuffled_boxes = logits[:, ::-1].copy(), boxes[:, ::-1].copy()
+    auto = compare_outputs(["logits", "boxes"], [[logits, boxes]], [[flipped_logits, shuffled_boxes]], Tolerance())
+    assert auto[0].class_changed > 0.5 and auto[1].class_changed is None  # rank 3: detections, no classes
+    named = compare_outputs(["logits", "boxes"], [[logits, boxes]], [[flipped_logits, shuffled_boxes]],
+                            Tolerance(class_outputs=("boxes",)))
+    assert named[0].class_changed is None and named[1].class_changed is not None
+
+
+def test_tensors_of_data_dependent_shape_are_measured_and_tracked(tmp_path, capsys):
+    """NonZero's output shape depends on the values: shape inference leaves it unknown, the
+    per-tensor pass measures it on the first sample and still reports it."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("NonZero", ["r"], ["where"], name="nonzero"),
+             helper.make_node("Cast", ["where"], ["where_float"], name="as_float", to=F),
+             helper.make_node("ReduceSum", ["where_float"], ["y"], name="total", keepdims=0)]
+    model = make_model(nodes, [helper.make_tensor_value_info("x", F, [1, 16])],
+                       [helper.make_tensor_value_info("y", F, None)])
+    model_path, bins = write_case(tmp_path, model, samples=2, shape=(16,), low=-1.0, high=1.0)
+    code, _ = cli(capsys, "--model", model_path, "--input", bins, "--output", tmp_path / "r", "--no_openvino",
+                  "--no_search", "--memory_mb", "1")
+    report = json.loads((tmp_path / "r" / "precision_report.json").read_text())
+    by_tensor = {entry["tensor"]: entry for entry in report["tensors"]}
+    assert code == 0 and by_tensor["where"]["exact"] and by_tensor["where"]["values"] > 0
+    assert by_tensor["where"]["changed_fraction"] == 0.0
+
+
+def test_class_outputs_must_name_outputs(tmp_path, capsys):
+    model_path, bins = write_case(tmp_path, sum_graph(1.0))
+    expect_one_line(*cli(capsys, "--model", model_path, "--input", bins, "--class_outputs", "logits"),
+                    "--class_outputs names logits", "the outputs are y")

@@ -96,7 +96,9 @@ class Analysis:
         stats = {name: TensorStats(name, node.name, node.op_type, self.facts.order[node.name],
                                    node.name in lowered, exact=self.facts.is_exact(name)) for name, node in tracked}
         emulated_model = emulate(self.model, self.facts, self.mode, keep, self.overflow)
-        chunks = self._chunks([name for name, _ in tracked], budget_bytes // 2)
+        names = [name for name, _ in tracked]
+        sizes = self._sizes(names, budget_bytes // 2)
+        chunks = self._chunks(names, sizes, budget_bytes // 2)
         total = len(chunks) * len(self.samples.feeds)
         with tqdm(total=total, desc="fp16 per-tensor statistics", unit="run", disable=not self.progress) as bar:
             for chunk in chunks:
@@ -112,12 +114,24 @@ class Analysis:
                 del reference, emulated
         return [stats[name] for name, _ in tracked]
 
-    def _chunks(self, names: list[str], budget_bytes: int) -> list[list[str]]:
-        known = [size for size in (self.facts.nbytes(n) for n in names) if size is not None]
-        unknown_guess = max(known, default=1 << 20)  # a tensor shape inference missed: assume the largest
+    def _sizes(self, names: list[str], budget_bytes: int) -> dict[str, int]:
+        """Bytes per tensor: from shape inference, else measured on the first sample by float32
+        runs over groups that fit the budget even if each tensor were as large as the largest
+        known one (detection heads after NMS have data-dependent shapes)."""
+        sizes = {name: self.facts.nbytes(name) for name in names}
+        unknown = [name for name, size in sizes.items() if size is None]
+        guess = max((size for size in sizes.values() if size is not None), default=1 << 20)
+        for group in self._chunks(unknown, {name: guess for name in unknown}, budget_bytes):
+            session = make_session(with_outputs(self.model, group, self.facts.elem_types), self.threads)
+            for name, value in zip(group, session.run(group, self.samples.feeds[0])):
+                sizes[name] = max(int(np.asarray(value).nbytes), 1)
+        return sizes
+
+    @staticmethod
+    def _chunks(names: list[str], sizes: dict[str, int], budget_bytes: int) -> list[list[str]]:
         chunks, current, used = [], [], 0
         for name in names:
-            size = self.facts.nbytes(name) or unknown_guess
+            size = sizes[name]
             if current and used + size > budget_bytes:
                 chunks.append(current)
                 current, used = [], 0

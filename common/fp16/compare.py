@@ -155,10 +155,19 @@ class Tolerance:
     max_class_changed: float = 0.001  # fraction of positions whose class changes beyond ties
     class_axis: int = 1
     tie_ulps: float = 4.0
+    # Float outputs whose argmax on class_axis is a class map; None: every float output of
+    # rank 4 (N, C, H, W logits). Detection outputs (boxes, per-detection masks) have none.
+    class_outputs: tuple[str, ...] | None = None
+
+    def has_classes(self, name: str, reference: np.ndarray) -> bool:
+        if self.class_outputs is not None:
+            return name in self.class_outputs
+        return reference.ndim == 4
 
     def as_dict(self) -> dict:
         return {"min_cosine": self.min_cosine, "max_class_changed": self.max_class_changed,
-                "class_axis": self.class_axis, "tie_ulps": self.tie_ulps}
+                "class_axis": self.class_axis, "tie_ulps": self.tie_ulps,
+                "class_outputs": "rank-4 float outputs" if self.class_outputs is None else list(self.class_outputs)}
 
 
 def fp16_ulp(magnitude: float) -> float:
@@ -186,7 +195,9 @@ class OutputComparison:
     _ref_min: float = math.inf
     _ref_max: float = -math.inf
 
-    def update(self, reference: np.ndarray, other: np.ndarray, class_axis: int, tie_ulps: float = 0.0) -> None:
+    def update(self, reference: np.ndarray, other: np.ndarray, class_axis: int | None,
+               tie_ulps: float = 0.0) -> None:
+        """`class_axis` None: a float output without classes (no class changes counted)."""
         if reference.shape != other.shape:
             self.shape_mismatch = True
             return
@@ -209,7 +220,7 @@ class OutputComparison:
             self._sums[0] += float(ref.ravel() @ oth.ravel())
             self._sums[1] += float(ref.ravel() @ ref.ravel())
             self._sums[2] += float(oth.ravel() @ oth.ravel())
-        if reference.ndim >= 3 and reference.shape[class_axis] > 1:
+        if class_axis is not None and reference.ndim > class_axis and reference.shape[class_axis] > 1:
             # Segmentation logits (N, C, H, W): the class map is what the postprocess keeps.
             # A NaN never wins the argmax (an NPU's NaN is no class either).
             changed = (np.argmax(reference, axis=class_axis)
@@ -282,7 +293,9 @@ def compare_outputs(names, references, others, tolerance: Tolerance) -> list[Out
     comparisons = [OutputComparison(name) for name in names]
     for ref_outputs, other_outputs in zip(references, others):
         for comparison, ref, other in zip(comparisons, ref_outputs, other_outputs):
-            comparison.update(np.asarray(ref), np.asarray(other), tolerance.class_axis, tolerance.tie_ulps)
+            ref, other = np.asarray(ref), np.asarray(other)
+            axis = tolerance.class_axis if tolerance.has_classes(comparison.name, ref) else None
+            comparison.update(ref, other, axis, tolerance.tie_ulps)
     return comparisons
 
 
