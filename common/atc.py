@@ -13,8 +13,8 @@ import subprocess
 
 from common.cli import UserError, script_entry
 from common.runtime.graph import atc_out_nodes, load_onnx
-from common.runtime.atc import (LOG_LEVELS, atc_command, check_shapes_against_model,
-                                detect_soc_version, parse_shape_arg)
+from common.runtime.atc import (LOG_LEVELS, PRECISION_MODES, atc_command, check_keep_dtype,
+                                check_shapes_against_model, detect_soc_version, parse_shape_arg)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,17 +28,24 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="--out_nodes = the nodes producing the graph outputs, in output order")
     parser.add_argument("--log", default="error", choices=LOG_LEVELS)
     parser.add_argument("--input_format", default="NCHW")
+    parser.add_argument("--precision_mode", default=None, choices=PRECISION_MODES,
+                        help="not given: ATC's default (force_fp16); `python3 -m common.precision` predicts its cost")
+    parser.add_argument("--keep_dtype", default=None,
+                        help="file of nodes (or OpType::<Ascend IR type>) kept at the original precision")
     parser.add_argument("--print-only", action="store_true", help="print the command, do not run it")
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.keep_dtype:
+        check_keep_dtype(args.model, args.keep_dtype, args.precision_mode)
     soc = args.soc_version or detect_soc_version() or "Ascend${chip_name}"
     out_nodes = [n for n in args.out_nodes.split(";") if n]
     if args.out_nodes_from_outputs:
         out_nodes = atc_out_nodes(load_onnx(args.model, load_weights=False))
     command = atc_command(args.model, args.output, parse_shape_arg(args.input_shape), soc,
-                          out_nodes, args.log, args.input_format)
+                          out_nodes, args.log, args.input_format,
+                          precision_mode=args.precision_mode, keep_dtype=args.keep_dtype)
     print(shlex.join(command))
     if args.print_only:
         return 0

@@ -13,6 +13,10 @@ from common.cli import UserError
 
 ONNX_FRAMEWORK = 5
 LOG_LEVELS = ("debug", "info", "warning", "error", "null")
+# ATC --precision_mode values (CANN ATC reference); not given, ATC uses force_fp16 for inference.
+PRECISION_MODES = ("force_fp16", "force_fp32", "cube_fp16in_fp32out", "allow_fp32_to_fp16",
+                   "must_keep_origin_dtype", "allow_mix_precision", "allow_mix_precision_fp16",
+                   "allow_mix_precision_bf16", "allow_fp32_to_bf16")
 
 
 def soc_version_from_npu_smi(text: str) -> str | None:
@@ -48,7 +52,8 @@ def format_input_shape(shapes: dict[str, Sequence[int]]) -> str:
 
 def atc_command(model: str, output: str, input_shapes: dict[str, Sequence[int]], soc_version: str,
                 out_nodes: Sequence[str] = (), log: str = "error", input_format: str = "NCHW",
-                extra: Sequence[str] = ()) -> list[str]:
+                extra: Sequence[str] = (), precision_mode: str | None = None,
+                keep_dtype: str | None = None) -> list[str]:
     """The argument list of one ATC conversion (output is a prefix: ATC appends `.om`)."""
     if log not in LOG_LEVELS:
         raise UserError(f"--log must be one of {', '.join(LOG_LEVELS)}")
@@ -57,6 +62,10 @@ def atc_command(model: str, output: str, input_shapes: dict[str, Sequence[int]],
                f"--log={log}", f"--soc_version={soc_version}"]
     if out_nodes:
         command.append(f"--out_nodes={';'.join(out_nodes)}")
+    if precision_mode:
+        command.append(f"--precision_mode={precision_mode}")
+    if keep_dtype:
+        command.append(f"--keep_dtype={keep_dtype}")
     return command + list(extra)
 
 
@@ -90,3 +99,15 @@ def check_shapes_against_model(model_path: str, shapes: dict[str, list[int]]) ->
             shown = ",".join("?" if w is None else str(w) for w in want)
             raise UserError(f"{model_path}: --input_shape gives '{name}' {','.join(map(str, dims))}, "
                             f"the model's input is {shown}")
+
+
+def check_keep_dtype(model_path: str, keep_dtype: str, precision_mode: str | None) -> None:
+    """The file must exist and each line name a node or an operator type of the model; CANN
+    ignores it under must_keep_origin_dtype, which is a mistake worth a line."""
+    from common.fp16.keep_dtype import resolve_keep_dtype
+    from common.runtime.graph import load_onnx
+
+    if precision_mode == "must_keep_origin_dtype":
+        raise UserError(f"{keep_dtype}: --keep_dtype has no effect with --precision_mode must_keep_origin_dtype")
+    graph = load_onnx(model_path, load_weights=False).graph
+    resolve_keep_dtype(keep_dtype, graph, model_path)

@@ -61,3 +61,41 @@ def test_without_atc_the_cli_says_so_in_one_line(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith(f"atc --framework=5 --model={tmp_path}/m.onnx")
     assert "ATC is absent" in lines[1] and "ONNX Runtime" in lines[1]
+
+
+def _tiny_model(path):
+    import onnx
+    from onnx import TensorProto, helper
+    value = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])
+    output = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"], name="/relu/Relu")], "g",
+                              [value], [output])
+    onnx.save(helper.make_model(graph), str(path))
+
+
+def test_precision_mode_and_keep_dtype_appear_in_the_printed_command(tmp_path):
+    _tiny_model(tmp_path / "m.onnx")
+    (tmp_path / "keep.cfg").write_text("/relu/Relu\nOpType::Relu\n")
+    result = run_script(None, "common.atc", "--model", tmp_path / "m.onnx", "--output", "m_bs1",
+                        "--input_shape", "input:1,3,8,8", "--soc_version", "Ascend310P3",
+                        "--precision_mode", "allow_fp32_to_fp16", "--keep_dtype", tmp_path / "keep.cfg")
+    first = result.stdout.splitlines()[0]
+    assert "--precision_mode=allow_fp32_to_fp16" in first and f"--keep_dtype={tmp_path / 'keep.cfg'}" in first
+
+
+@pytest.mark.parametrize("lines, fragments", [
+    ("/relu/Relu\n/conv/Conv\n", ("keep.cfg:2", "'/conv/Conv' is not a node")),
+    ("OpType::Conv2D\n", ("keep.cfg:1", "OpType::Conv2D names no operator type")),
+    (None, ("keep.cfg", "keep_dtype file not found")),
+])
+def test_a_keep_dtype_file_that_does_not_fit_the_model_is_one_line(tmp_path, lines, fragments):
+    from conftest import error_lines
+    _tiny_model(tmp_path / "m.onnx")
+    if lines is not None:
+        (tmp_path / "keep.cfg").write_text(lines)
+    result = run_script(None, "common.atc", "--model", tmp_path / "m.onnx", "--output", "m_bs1",
+                        "--input_shape", "input:1,3,8,8", "--soc_version", "Ascend310P3",
+                        "--keep_dtype", tmp_path / "keep.cfg", check=False)
+    lines_out = error_lines(result)
+    assert result.returncode == 2 and len(lines_out) == 1
+    assert all(fragment in lines_out[0] for fragment in fragments), lines_out
