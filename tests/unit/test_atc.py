@@ -89,7 +89,7 @@ def test_precision_mode_and_keep_dtype_appear_in_the_printed_command(tmp_path):
     (None, ("keep.cfg", "keep_dtype file not found")),
 ])
 def test_a_keep_dtype_file_that_does_not_fit_the_model_is_one_line(tmp_path, lines, fragments):
-    from conftest import error_lines
+    from helpers import error_lines
     _tiny_model(tmp_path / "m.onnx")
     if lines is not None:
         (tmp_path / "keep.cfg").write_text(lines)
