@@ -14,44 +14,19 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
-from common.files.bins import list_bins
 from hrnet3d.config import NUM_CLASSES
 from common.cli import UserError, script_entry
 from common.files.atomic import write_json_atomic
-from common.eval.parity import compare_arrays, merge
-from common.files.outputs import split_output_name
+from common.eval.parity import compare_output_folders
 
 OUTPUT_LABELS = {0: "aux (output1)", 1: "OCR (output2)"}
 
 
-def files_by_output(folder: Path) -> dict[int, dict[str, Path]]:
-    grouped: dict[int, dict[str, Path]] = {}
-    for path in list_bins(folder):
-        grouped.setdefault(split_output_name(path)[1], {})[path.name] = path
-    return grouped
-
-
 def compare_runs(reference: Path, candidate: Path) -> dict[int, dict]:
-    """Per output index: worst-case differences over all files, argmax change rate averaged."""
-    ref_files, cand_files = files_by_output(reference), files_by_output(candidate)
-    result = {}
-    for index, ref_by_name in sorted(ref_files.items()):
-        cand_by_name = cand_files.get(index, {})
-        missing = sorted(set(ref_by_name) - set(cand_by_name))
-        if missing:
-            raise UserError(f"{candidate / missing[0]}: missing, the reference run has it")
-        differences = []
-        for name, ref_path in ref_by_name.items():
-            ref = np.fromfile(ref_path, np.float32)
-            cand = np.fromfile(cand_by_name[name], np.float32)
-            if ref.size != cand.size or ref.size % NUM_CLASSES:
-                raise UserError(f"{cand_by_name[name]}: {cand.size} values, the reference has {ref.size}")
-            differences.append(compare_arrays(ref.reshape(NUM_CLASSES, -1), cand.reshape(NUM_CLASSES, -1),
-                                              class_axis=0))
-        result[index] = merge(differences).to_dict()
-    return result
+    """Per output index: worst-case differences over all files, and the class changes."""
+    differences = compare_output_folders(reference, candidate, ["float32"], [NUM_CLASSES], by_output=True)
+    return {index: difference.to_dict() for index, difference in differences.items()}
 
 
 def read_miou(path: Path) -> float:

@@ -91,11 +91,9 @@ def _plausible(box: Letterbox) -> bool:
 
 def geometry_of(result_dir: Path, meta: str | None, size: int | None) -> tuple[dict, int]:
     """The preprocess geometry; without metadata, only when --size says the input size, the
-    letterbox recomputed from each label's size (the same formula, said on stderr)."""
+    letterbox recomputed from each label's size (the same formula; main says so)."""
     meta_path = find_meta(result_dir, meta, required=size is None)
     if meta_path is None:
-        print(f"[WARNING] {result_dir}: no {META_NAME} found; the geometry is recomputed for --size {size} "
-              "from each label's size", file=sys.stderr)
         return {}, size
     geometry, meta_size = load_geometry(meta_path)
     if size is not None and size != meta_size:
@@ -124,8 +122,8 @@ def main(args: argparse.Namespace) -> int:
     dataset.check_files(labels=True)
     image_sizes([dataset.label_path(i) for i in dataset.ids], kind="label", modes=("P", "L"))
     result_dir = Path(args.result_dir)
-    geometry, size = geometry_of(result_dir, args.meta, args.size)
     ids, missing = match_outputs(result_dir, dataset.ids, allow_missing=args.allow_missing)
+    geometry, size = geometry_of(result_dir, args.meta, args.size)
     save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     output_file_parent(save_path)
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
@@ -135,6 +133,9 @@ def main(args: argparse.Namespace) -> int:
     report_segmentation(matrix, VOC_CLASSES, save_path,
                         {"images_left_out": len(missing), "result_dir": str(result_dir)})
     warn_left_out(missing, len(dataset.ids))
+    if not geometry:
+        print(f"[WARNING] {result_dir}: no {META_NAME} found; the geometry was recomputed for --size {size} "
+              "from each label's size", file=sys.stderr)
     print(f"miou: {matrix.mean_iou():.6f}")
     return 0
 

@@ -14,7 +14,7 @@ from common.files.atomic import write_json_atomic
 from common.files.json_files import lookup_number, read_json
 from common.summary.markdown import summary_markdown
 from common.pipeline.packs import PACK_NAMES, pack_config
-from common.summary.row import compare_output_folders
+from common.eval.parity import compare_output_folders
 
 
 def parse_args(argv=None) -> argparse.Namespace:

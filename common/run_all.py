@@ -14,18 +14,20 @@ from pathlib import Path
 
 from common.cli import script_entry
 from common.collect_summary import collect
+from common.files.atomic import atomic_path
 from common.pipeline.packs import PACK_NAMES, REPO_ROOT
 
 
 def run_logged(command: list[str], log_path: Path) -> int:
-    """Run a command, its output to the terminal and to a log file as it comes."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
+    """Run a command, its output to the terminal and to the log as it comes (the log is renamed
+    into place when the command ends, as every file here; `tail -f` its hidden temporary)."""
+    with atomic_path(log_path) as tmp, open(tmp, "a", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    bufsize=1, errors="replace")
         for line in process.stdout:
             sys.stdout.write(line)
             log.write(line)
+            log.flush()
         return process.wait()
 
 

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from common.files.bins import list_bins
+from common.files.outputs import split_output_name
 from common.cli import UserError
 
 
@@ -16,11 +17,18 @@ class Difference:
     max_abs: float
     max_rel: float  # max abs difference relative to the reference's value range
     cosine: float
-    argmax_mismatch: float | None = None  # fraction of positions whose class axis argmax differs
+    argmax_mismatch: float | None = None  # fraction of positions whose class (argmax) differs
     count: int = 1
+    class_changed: int | None = None  # positions whose class differs, and positions compared
+    class_positions: int | None = None
 
     def within(self, rel_tol: float) -> bool:
         return self.max_rel <= rel_tol
+
+    def count_classes(self, reference_classes: np.ndarray, candidate_classes: np.ndarray) -> None:
+        self.class_changed = int(np.count_nonzero(reference_classes != candidate_classes))
+        self.class_positions = int(reference_classes.size)
+        self.argmax_mismatch = self.class_changed / self.class_positions if self.class_positions else 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -37,42 +45,75 @@ def compare_arrays(reference: np.ndarray, candidate: np.ndarray, class_axis: int
     max_rel = max_abs / value_range if value_range > 0 else (0.0 if max_abs == 0 else float("inf"))
     norms = np.linalg.norm(ref) * np.linalg.norm(cand)
     cosine = float(ref @ cand / norms) if norms > 0 else float(max_abs == 0)
-    mismatch = None
+    difference = Difference(max_abs, max_rel, cosine)
     if class_axis is not None and reference.ndim > 0:
-        mismatch = float(np.mean(reference.argmax(class_axis) != candidate.argmax(class_axis)))
-    return Difference(max_abs, max_rel, cosine, mismatch)
+        difference.count_classes(reference.argmax(class_axis), candidate.argmax(class_axis))
+    return difference
+
+
+def compare_class_maps(reference: np.ndarray, candidate: np.ndarray) -> Difference:
+    """Two integer class maps: value differences and the positions whose class differs."""
+    difference = compare_arrays(reference, candidate)
+    difference.count_classes(reference, candidate)
+    return difference
 
 
 def merge(differences: Sequence[Difference]) -> Difference:
-    """Worst case over many files (max of maxima, min of cosines, mean of mismatch rates)."""
+    """Worst case over many files (max of maxima, min of cosines); class changes pooled."""
     if not differences:
         raise UserError("nothing to compare")
-    mismatches = [d.argmax_mismatch for d in differences if d.argmax_mismatch is not None]
-    return Difference(max(d.max_abs for d in differences), max(d.max_rel for d in differences),
-                      min(d.cosine for d in differences),
-                      float(np.mean(mismatches)) if mismatches else None, len(differences))
+    merged = Difference(max(d.max_abs for d in differences), max(d.max_rel for d in differences),
+                        min(d.cosine for d in differences), count=len(differences))
+    counted = [d for d in differences if d.class_positions is not None]
+    if counted:
+        merged.class_changed = sum(d.class_changed for d in counted)
+        merged.class_positions = sum(d.class_positions for d in counted)
+        merged.argmax_mismatch = merged.class_changed / merged.class_positions if merged.class_positions else 0.0
+    return merged
 
 
-def compare_folders(reference_dir: str | Path, candidate_dir: str | Path, dtype=np.float32,
-                    class_axis: int | None = None, shape: Sequence[int] | None = None) -> Difference:
-    """Compare same-named output bins of two result folders (every file must have a partner)."""
-    reference_files = {p.name: p for p in list_bins(reference_dir)}
-    candidate_files = {p.name: p for p in list_bins(candidate_dir)}
-    only_one = sorted(set(reference_files) ^ set(candidate_files))
+def compare_output_folders(reference: Path, candidate: Path, dtypes: Sequence[str],
+                           classes: Sequence[int | None] | None = None,
+                           by_output: bool = False) -> Difference | dict[int, Difference]:
+    """Compare every `<stem>_<k>.bin` pair of two result folders; output k is read with dtypes[k]
+    (the last one repeats). `classes[k]` (last one repeats; None: not a class output) marks
+    output k as per-class scores, class axis first, when its dtype is a float, or as a class map
+    when it is an integer: the result then also counts the positions whose class differs, which
+    says more than the largest value difference when one near-tie flips (PointRend).
+    `by_output` gives one merged Difference per output index instead of one overall."""
+    reference, candidate = Path(reference), Path(candidate)
+    classes = list(classes or [None])
+    # list_bins, not Path.glob: pathlib's `*` also matches the hidden temporary files that a
+    # killed run leaves behind.
+    reference_files = {p.name: p for p in list_bins(reference)}
+    candidate_names = {p.name for p in list_bins(candidate)}
+    only_one = sorted(set(reference_files) ^ candidate_names)
     if only_one:
-        raise UserError(f"{candidate_dir}: {len(only_one)} output file(s) without a partner in "
-                        f"{reference_dir} (first: {', '.join(only_one[:3])})")
-    differences = []
+        name = only_one[0]
+        holder, other = (candidate, reference) if name in candidate_names else (reference, candidate)
+        raise UserError(f"{holder / name}: no such output in {other} ({len(only_one)} file(s) in one "
+                        f"folder only, first: {', '.join(only_one[:3])})")
+    per_output: dict[int, list[Difference]] = {}
     for name, ref_path in reference_files.items():
-        ref = np.fromfile(ref_path, dtype=dtype)
-        cand = np.fromfile(candidate_files[name], dtype=dtype)
-        if shape is not None and ref.size == int(np.prod(shape)):
-            ref, cand = ref.reshape(shape), cand.reshape(shape)
-        differences.append(compare_arrays(ref, cand, class_axis if shape is not None else None))
-    return merge(differences)
+        cand_path = candidate / name
+        _, index = split_output_name(ref_path)
+        dtype = np.dtype(dtypes[min(index, len(dtypes) - 1)])
+        ref, cand = np.fromfile(ref_path, dtype), np.fromfile(cand_path, dtype)
+        if ref.shape != cand.shape:
+            raise UserError(f"{cand_path}: {cand_path.stat().st_size} bytes, the reference output has "
+                            f"{ref_path.stat().st_size}")
+        num_classes = classes[min(index, len(classes) - 1)]
+        per_output.setdefault(index, []).append(_compare_output(ref, cand, num_classes, cand_path))
+    if by_output:
+        return {index: merge(found) for index, found in sorted(per_output.items())}
+    return merge([d for found in per_output.values() for d in found])
 
 
-def compare_metrics(reference: float, candidate: float, abs_tol: float = 1e-6) -> dict:
-    difference = float(candidate - reference)
-    return {"reference": reference, "candidate": candidate, "difference": difference,
-            "equal": abs(difference) <= abs_tol}
+def _compare_output(ref: np.ndarray, cand: np.ndarray, num_classes: int | None, path: Path) -> Difference:
+    if num_classes is None:
+        return compare_arrays(ref, cand)
+    if np.issubdtype(ref.dtype, np.integer):  # a class map: compare the ids themselves
+        return compare_class_maps(ref, cand)
+    if ref.size % num_classes:
+        raise UserError(f"{path}: {ref.size} values do not split into {num_classes} class planes")
+    return compare_arrays(ref.reshape(num_classes, -1), cand.reshape(num_classes, -1), class_axis=0)

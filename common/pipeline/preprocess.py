@@ -95,8 +95,8 @@ def read_meta(path: Path, required: Sequence[str], writer: str) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
-        raise UserError(f"{path}: not a {path.name} written by {writer} (unreadable or cut short)") from None
+        raise UserError(f"{path}: not preprocess metadata written by {writer} (unreadable or cut short)") from None
     missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
     if missing:
-        raise UserError(f"{path}: not a {path.name} written by {writer} (no '{missing[0]}')")
+        raise UserError(f"{path}: not preprocess metadata written by {writer} (no '{missing[0]}')")
     return meta

@@ -6,7 +6,7 @@ import pytest
 
 from common.files.bins import write_bin
 from common.cli import UserError
-from common.summary.row import compare_output_folders
+from common.eval.parity import compare_output_folders
 from common.summary.markdown import SUMMARY_COLUMNS, summary_markdown
 
 

@@ -3,7 +3,7 @@ import pytest
 
 from common.files.bins import write_bin
 from common.cli import UserError
-from common.eval.parity import compare_arrays, compare_folders, compare_metrics
+from common.eval.parity import compare_arrays, compare_output_folders
 
 
 def test_identical_arrays():
@@ -29,12 +29,20 @@ def test_argmax_mismatch_fraction():
 def test_folders_need_partners(tmp_path):
     write_bin(tmp_path / "r" / "a_0.bin", np.ones(4, np.float32))
     write_bin(tmp_path / "c" / "a_0.bin", np.ones(4, np.float32) * 1.5)
-    assert compare_folders(tmp_path / "r", tmp_path / "c").max_abs == pytest.approx(0.5)
+    assert compare_output_folders(tmp_path / "r", tmp_path / "c", ["float32"]).max_abs == pytest.approx(0.5)
     write_bin(tmp_path / "c" / "b_0.bin", np.ones(4, np.float32))
-    with pytest.raises(UserError, match="without a partner.*b_0.bin"):
-        compare_folders(tmp_path / "r", tmp_path / "c")
+    with pytest.raises(UserError, match=r"c/b_0\.bin: no such output in .*/r"):
+        compare_output_folders(tmp_path / "r", tmp_path / "c", ["float32"])
 
 
-def test_compare_metrics():
-    assert compare_metrics(0.5, 0.5)["equal"]
-    assert not compare_metrics(0.5, 0.51)["equal"]
+def test_class_changes_are_pooled_over_files_of_any_size(tmp_path):
+    small = np.zeros((3, 2), np.float32)
+    large = np.zeros((3, 6), np.float32)
+    flipped = small.copy()
+    flipped[1, 0] = 1.0  # one of the 2 positions of the small file changes class
+    for folder, first in (("r", small), ("c", flipped)):
+        write_bin(tmp_path / folder / "a_0.bin", first)
+        write_bin(tmp_path / folder / "b_0.bin", large)
+    difference = compare_output_folders(tmp_path / "r", tmp_path / "c", ["float32"], [3])
+    assert (difference.class_changed, difference.class_positions) == (1, 8)
+    assert difference.argmax_mismatch == pytest.approx(1 / 8)  # not the mean of 1/2 and 0

@@ -30,6 +30,7 @@ from common.data.voc import VOCSegmentation
 from common.weights.manifest import manifest_shapes
 from common.files.atomic import atomic_path, is_temp_name
 from common.pipeline.packs import pack_module
+from common.eval.parity import compare_output_folders
 from common.files.outputs import match_outputs
 from helpers import REPO_ROOT, error_lines, run_script, expect_one_line, run_cli
 
@@ -228,7 +229,9 @@ def test_allow_missing_scores_the_rest_and_says_how_many(voc, tmp_path, capsys):
     assert code == 0
     saved = json.loads((tmp_path / "m.json").read_text())
     assert saved["images"] == 3 and saved["images_left_out"] == 1
-    assert lines == [f"[WARNING] 1 of 4 images left out (no outputs, --allow-missing): first {ids[3]}"]
+    assert lines == [f"[WARNING] 1 of 4 images left out (no outputs, --allow-missing): first {ids[3]}",
+                     f"[WARNING] {results}: no preprocess_meta.json found; the geometry was recomputed for "
+                     f"--size {SIZE} from each label's size"]
 
 
 def test_nan_in_outputs_is_named(voc, tmp_path, capsys):
@@ -255,7 +258,7 @@ def test_corrupt_preprocess_metadata(voc, tmp_path, capsys):
     meta = tmp_path / "meta.json"
     meta.write_text('{"size": 64, "images": {"' + ids[0] + '": {"original_hw": [60, ')  # cut short
     code, lines = postprocess(capsys, voc, results, "--meta", meta)
-    expect_one_line(code, lines, f"{meta}: not a preprocess metadata file")
+    expect_one_line(code, lines, f"{meta}: not preprocess metadata written by RefineNet_preprocess.py")
     meta.write_text(json.dumps({"size": 64, "images": {ids[0]: {"original_hw": "ab"}}}))
     code, lines = postprocess(capsys, voc, results, "--meta", meta)
     expect_one_line(code, lines, f"{meta}: the geometry of '{ids[0]}' is not a letterbox record")
@@ -400,12 +403,10 @@ def test_output_file_that_is_a_folder_fails_before_loading(tmp_path, capsys):
 
 def test_pack_summary_with_a_cut_metric_file(tmp_path, capsys):
     (tmp_path / "metric_pytorch.json").write_text('{"miou": 0.5')
-    code, lines = run_cli(pack_summary_py, "--pack", "RefineNet", "--work", tmp_path, "--metric", "mIoU",
-                          "--key", "miou", capsys=capsys)
+    code, lines = run_cli(pack_summary_py, "--pack", "RefineNet", "--work", tmp_path, capsys=capsys)
     expect_one_line(code, lines, f"{tmp_path}/metric_pytorch.json: not valid JSON (cut short by an interrupted run?)")
     (tmp_path / "metric_pytorch.json").write_text('{"miou": "high"}')
-    code, lines = run_cli(pack_summary_py, "--pack", "RefineNet", "--work", tmp_path, "--metric", "mIoU",
-                          "--key", "miou", capsys=capsys)
+    code, lines = run_cli(pack_summary_py, "--pack", "RefineNet", "--work", tmp_path, capsys=capsys)
     expect_one_line(code, lines, "'miou' is 'high', not a number")
 
 
@@ -512,7 +513,7 @@ def test_temp_files_left_by_a_kill_are_never_results(tmp_path):
     # pathlib's glob does match hidden names: readers must use list_bins (pack_summary does).
     assert len(list(tmp_path.glob("*.bin"))) == 2
     shutil.copytree(tmp_path, tmp_path.parent / "reference", ignore=shutil.ignore_patterns(".*"))
-    difference = pack_summary_py.compare_output_folders(tmp_path.parent / "reference", tmp_path, ["float32"])
+    difference = compare_output_folders(tmp_path.parent / "reference", tmp_path, ["float32"])
     assert difference.count == 1 and difference.max_abs == 0
 
 
