@@ -1,10 +1,9 @@
-"""Result reporting: metric JSON + terminal table, summary rows in JSON and Markdown, overlays."""
+"""Result reporting: metric JSON + terminal table, summary rows in JSON and Markdown (pictures: common.viz)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 
 from common.fsio import write_json_atomic, write_text_atomic
 from common.metrics import ConfusionMatrix
@@ -46,9 +45,3 @@ def write_summary(rows: Sequence[Mapping], json_path: str | Path, md_path: str |
     write_json_atomic(json_path, {"packs": list(rows)})
     write_text_atomic(md_path, summary_markdown(rows))
 
-
-def colour_overlay(rgb: np.ndarray, class_map: np.ndarray, palette: Sequence[int], alpha: float = 0.5) -> np.ndarray:
-    """Blend a class map (palette colours) over an RGB image, for a quick look at predictions."""
-    colours = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
-    painted = colours[np.clip(class_map, 0, len(colours) - 1)]
-    return (rgb.astype(np.float32) * (1 - alpha) + painted.astype(np.float32) * alpha).astype(np.uint8)
