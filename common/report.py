@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-
 from common.fsio import write_json_atomic, write_text_atomic
 from common.metrics import ConfusionMatrix
 
