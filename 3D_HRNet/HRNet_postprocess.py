@@ -26,7 +26,7 @@ import numpy as np
 
 from common.binio import list_bins, read_bin, require_finite
 from common.cli import UserError, script_entry
-from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name,
+from common.datasets import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name, cityscapes_image_of_label,
                              list_cityscapes_labels, read_cityscapes_train_ids)
 from common.fsio import write_json_atomic
 from common.metrics import ConfusionMatrix
@@ -34,6 +34,8 @@ from common.parallel import map_with_progress
 from common.results import split_output_name, warn_left_out
 from common.upsample import bilinear_argmax
 from common.validate import output_file_parent
+from common.viz.palettes import CITYSCAPES
+from common.viz.show import add_show_dir_argument, write_show_pictures
 
 NUM_CLASSES = len(CITYSCAPES_CLASSES)
 OCR_OUTPUT_INDEX = 1  # ais_bench `_1.bin` = output2 = the OCR head (the old benchmark tool wrote `_2`)
@@ -82,7 +84,7 @@ def pair_outputs_with_labels(outputs: dict[str, dict[int, Path]], labels: dict[s
 
 
 def score_one(name: str, labels: dict[str, Path], outputs: dict[str, dict[int, Path]],
-              indices: tuple[int, ...]) -> list[np.ndarray]:
+              indices: tuple[int, ...], show_dir: Path | None = None) -> list[np.ndarray]:
     """One confusion matrix per output index for one image."""
     train_ids = read_cityscapes_train_ids(labels[name])
     logits_hw = output_hw(train_ids.shape)
@@ -92,8 +94,11 @@ def score_one(name: str, labels: dict[str, Path], outputs: dict[str, dict[int, P
         logits = require_finite(read_bin(path, (NUM_CLASSES, *logits_hw), np.float32), path)
         matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
         # align_corners=True, as upstream testval and the network's own upsamples
-        matrix.update(train_ids, bilinear_argmax(logits, train_ids.shape, align_corners=True))
+        prediction = bilinear_argmax(logits, train_ids.shape, align_corners=True)
+        matrix.update(train_ids, prediction)
         matrices.append(matrix.matrix)
+        if show_dir is not None and index == indices[0]:  # the OCR output, the one the guide scores
+            write_show_pictures(show_dir, name, prediction, CITYSCAPES, cityscapes_image_of_label(labels[name]))
     return matrices
 
 
@@ -138,6 +143,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"common.infer; default {NO_AUX}: the OCR output only, as the guide)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes")
     parser.add_argument("--allow_missing", action="store_true", help="score only the labels that have outputs")
+    add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -156,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
     indices = (args.output_index, args.aux_index) if score_aux else (args.output_index,)
 
     matrices = [ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE) for _ in indices]
-    work = partial(score_one, labels=labels, outputs=outputs, indices=indices)
+    work = partial(score_one, labels=labels, outputs=outputs, indices=indices, show_dir=args.show_dir)
     for per_image in map_with_progress(work, names, args.workers, desc="Postprocess"):
         for matrix, image_matrix in zip(matrices, per_image):
             matrix.matrix += image_matrix

@@ -34,6 +34,8 @@ from common.parallel import map_with_progress
 from common.report import report_segmentation
 from common.results import input_folder_of, match_outputs, output_file, warn_left_out
 from common.upsample import argmax_classes
+from common.viz.palettes import CITYSCAPES
+from common.viz.show import add_show_dir_argument, write_show_pictures
 
 NUM_CLASSES = len(CITYSCAPES_CLASSES)
 META_NAME = "preprocess_meta.json"
@@ -83,13 +85,15 @@ def read_prediction(path: Path, input_hw: tuple[int, int], label_hw: tuple[int, 
     return class_map
 
 
-def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None) -> np.ndarray:
+def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None, show_dir: Path | None = None) -> np.ndarray:
     target = read_cityscapes_train_ids(sample.label_path)
     stem = sample.image_path.name.split(".", 1)[0]
     prediction = read_prediction(output_file(result_dir, stem), input_hw, target.shape)
     if pred_dir is not None:
         with atomic_path(pred_dir / f"{sample.name}_pred.png") as tmp:
             cv2.imwrite(str(tmp), train_id_to_label_id_lut()[prediction])
+    if show_dir is not None:
+        write_show_pictures(show_dir, sample.name, prediction, CITYSCAPES, sample.image_path)
     matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
     matrix.update(target, prediction)
     return matrix.matrix
@@ -121,6 +125,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--allow-missing", "--allow_missing", action="store_true",
                         help="score the images that have outputs instead of stopping")
+    add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -142,7 +147,7 @@ def main(args: argparse.Namespace) -> int:
     if pred_dir is not None:
         pred_dir.mkdir(parents=True, exist_ok=True)
     matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
-    work = partial(score_one, result_dir=result_dir, input_hw=input_hw, pred_dir=pred_dir)
+    work = partial(score_one, result_dir=result_dir, input_hw=input_hw, pred_dir=pred_dir, show_dir=args.show_dir)
     for image_matrix in map_with_progress(work, [by_stem[s] for s in stems], args.workers,
                                           desc="Postprocess"):
         matrix.matrix += image_matrix

@@ -24,6 +24,8 @@ from common.parallel import map_with_progress
 from common.report import report_segmentation
 from common.results import input_folder_of, match_outputs, output_file, warn_left_out
 from common.validate import image_sizes, output_file_parent
+from common.viz.palettes import VOC
+from common.viz.show import add_show_dir_argument, write_show_pictures
 
 NUM_CLASSES = len(VOC_CLASSES)
 META_NAME = "preprocess_meta.json"
@@ -52,7 +54,8 @@ def output_hw(size: int) -> int:
     return -(-(-(-size // 2)) // 2)
 
 
-def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometry: dict, size: int) -> np.ndarray:
+def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometry: dict, size: int,
+              show_dir: Path | None = None) -> np.ndarray:
     label = read_palette_label(dataset.label_path(image_id))
     box = geometry[image_id] if image_id in geometry else letterbox(label.shape, size)
     path = output_file(result_dir, image_id)
@@ -63,7 +66,10 @@ def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometr
     except UserError as err:
         raise UserError(f"{dataset.label_path(image_id)}: {err}") from None
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
-    matrix.update(target, logits_to_class_map(logits, box.canvas_hw))
+    prediction = logits_to_class_map(logits, box.canvas_hw)
+    matrix.update(target, prediction)
+    if show_dir is not None:  # the pad is void in the target: every scored pixel is in the image area
+        write_show_pictures(show_dir, image_id, box.unpadded(prediction), VOC, dataset.image_path(image_id))
     return matrix.matrix
 
 
@@ -108,6 +114,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", default="val")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--allow-missing", action="store_true", help="score the images that have outputs")
+    add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -126,7 +133,8 @@ def main(args: argparse.Namespace) -> int:
     save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     output_file_parent(save_path)
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
-    work = partial(score_one, dataset=dataset, result_dir=result_dir, geometry=geometry, size=size)
+    work = partial(score_one, dataset=dataset, result_dir=result_dir, geometry=geometry, size=size,
+                   show_dir=args.show_dir)
     for image_matrix in map_with_progress(work, ids, args.workers, desc="Postprocess"):
         matrix.matrix += image_matrix
         matrix.images += 1
