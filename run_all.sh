@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: every pack end to end (the commands of its README), the PyTorch reference on
-# the same bins, and one summary table in results/summary.{json,md}.
+# the same bins, one summary table in results/summary.{json,md}, and results/report.html (the
+# table with thumbnails of each pack's predictions and where PyTorch and the backend disagree).
 #
 #   bash run_all.sh [--quick] [--data-root DIR] [--weights-dir DIR] [--packs "RefineNet 3D_HRNet"]
 #
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
         --data-root|--weights-dir) PACK_ARGS+=("$1" "$(realpath "$2")"); shift 2 ;;
         --count) PACK_ARGS+=("$1" "$2"); shift 2 ;;
         --skip-pytorch) PACK_ARGS+=("$1"); shift ;;
-        -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,11p "$0"; exit 0 ;;
         *) echo "error: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -39,3 +40,9 @@ for pack in $PACKS; do
     echo "== $pack: exit $status after $((SECONDS - start)) s (log: results/$pack.log)"
 done
 "$PY" -m common.collect_summary "$RESULTS" --packs $PACKS
+summary_status=$?
+"$PY" -m common.html_report "$RESULTS"
+report_status=$?
+# a pack without a result fails the run first; a report that could not be written fails it too
+[ "$summary_status" != 0 ] && exit "$summary_status"
+exit "$report_status"

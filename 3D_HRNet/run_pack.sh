@@ -36,13 +36,14 @@ step "2.2 inference (ONNX Runtime, unedited graph)"
     --output "$WORK/result" --output_dirname onnxruntime --outfmt BIN --batchsize 1
 step "2.3 postprocess"
 "$PY" HRNet_postprocess.py --res_path "$WORK/result/onnxruntime" --data_path "$DATA_ROOT/cityscapes/gtFine/val/" \
-    --save_path "$WORK/metric_onnxruntime.json"
+    --save_path "$WORK/metric_onnxruntime.json" --show_dir "$WORK/show/onnxruntime"
 
 step "the Resize edit: inference and postprocess on the edited graph"
 "$PY" -m common.infer --model "$WORK/model/hrnet_nearest.onnx" --input "$WORK/prep_dataset" \
     --output "$WORK/result" --output_dirname onnxruntime_nearest --outfmt BIN --batchsize 1
 "$PY" HRNet_postprocess.py --res_path "$WORK/result/onnxruntime_nearest" \
-    --data_path "$DATA_ROOT/cityscapes/gtFine/val/" --save_path "$WORK/metric_onnxruntime_nearest.json"
+    --data_path "$DATA_ROOT/cityscapes/gtFine/val/" --save_path "$WORK/metric_onnxruntime_nearest.json" \
+    --show_dir "$WORK/show/onnxruntime_nearest"
 "$PY" resize_edit_report.py --reference "$WORK/result/onnxruntime" --candidate "$WORK/result/onnxruntime_nearest" \
     --reference_metric "$WORK/metric_onnxruntime.json" --candidate_metric "$WORK/metric_onnxruntime_nearest.json" \
     --save_path "$WORK/resize_edit.json"
@@ -52,5 +53,7 @@ step "reference: PyTorch on the same bins"
 "$PY" -m common.torch_infer --model "$WORK/model/hrnet.onnx" --checkpoint "$CKPT" \
     --input "$WORK/prep_dataset" --output "$WORK/result" --output_dirname pytorch
 "$PY" HRNet_postprocess.py --res_path "$WORK/result/pytorch" --data_path "$DATA_ROOT/cityscapes/gtFine/val/" \
-    --save_path "$WORK/metric_pytorch.json"
+    --save_path "$WORK/metric_pytorch.json" --show_dir "$WORK/show/pytorch"
+step "where PyTorch and the backend disagree (pictures)"
+"$PY" -m common.disagreement "$WORK/show/pytorch" "$WORK/show/onnxruntime" --out "$WORK/disagreement"
 "$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric mIoU --key value.mean_Iou --classes 19 --data "$DATA_LABEL"

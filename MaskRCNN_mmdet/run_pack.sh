@@ -46,6 +46,6 @@ step "reference: PyTorch on the same bins"
     --output "$WORK/result" --output_dirname pytorch
 "$PY" mmdet_postprocess.py --bin_data_path="$WORK/result/pytorch" --test_annotation="$WORK/val2017_jpg.info" \
     --val2017_json_path="$COCO/annotations/instances_val2017.json" --det_results_path="$WORK/det_pytorch" \
-    --net_out_num=3 --net_input_height=$SIZE --net_input_width=$SIZE --save_path "$WORK/metric_pytorch.json"
+    --net_out_num=3 --net_input_height=$SIZE --net_input_width=$SIZE --ifShowDetObj --save_path "$WORK/metric_pytorch.json"
 "$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric "bbox mAP" --key bbox.AP \
     --output-dtypes float32,int32,float32 --data "$DATA_LABEL"

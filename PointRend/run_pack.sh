@@ -31,11 +31,14 @@ step "inference (ONNX Runtime)"
     --output "$WORK/result" --output_dirname onnxruntime --outfmt BIN --batchsize 1
 step "accuracy (PointRend_postprocess.py)"
 "$PY" PointRend_postprocess.py "$DATA_ROOT" "$WORK/result/onnxruntime" \
-    --save_path "$WORK/metric_onnxruntime.json"
+    --save_path "$WORK/metric_onnxruntime.json" --show-dir "$WORK/show/onnxruntime"
 
 [ "$SKIP_PYTORCH" = 1 ] && exit 0
 step "reference: PyTorch on the same bins"
 "$PY" -m common.torch_infer --model "$WORK/model/PointRend.onnx" --checkpoint "$CKPT" \
     --input "$WORK/prep_bin" --output "$WORK/result" --output_dirname pytorch
-"$PY" PointRend_postprocess.py "$DATA_ROOT" "$WORK/result/pytorch" --save_path "$WORK/metric_pytorch.json"
+"$PY" PointRend_postprocess.py "$DATA_ROOT" "$WORK/result/pytorch" --save_path "$WORK/metric_pytorch.json" \
+    --show-dir "$WORK/show/pytorch"
+step "where PyTorch and the backend disagree (pictures)"
+"$PY" -m common.disagreement "$WORK/show/pytorch" "$WORK/show/onnxruntime" --out "$WORK/disagreement"
 "$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric mIoU --key miou --classes 19 --data "$DATA_LABEL"

@@ -30,12 +30,14 @@ step "5.2 inference (ONNX Runtime)"
     --output "$WORK/result" --output_dirname onnxruntime --batchsize 1
 step "6.1 postprocess"
 "$PY" RefineNet_postprocess.py --val-dir "$DATA_ROOT" --result-dir "$WORK/result/onnxruntime" \
-    --save_path "$WORK/metric_onnxruntime.json"
+    --save_path "$WORK/metric_onnxruntime.json" --show-dir "$WORK/show/onnxruntime"
 
 [ "$SKIP_PYTORCH" = 1 ] && exit 0
 step "reference: PyTorch on the same bins"
 "$PY" -m common.torch_infer --model "$WORK/model/RefineNet_910.onnx" --checkpoint "$CKPT" \
     --input "$WORK/prepare_dataset" --output "$WORK/result" --output_dirname pytorch
 "$PY" RefineNet_postprocess.py --val-dir "$DATA_ROOT" --result-dir "$WORK/result/pytorch" \
-    --save_path "$WORK/metric_pytorch.json"
+    --save_path "$WORK/metric_pytorch.json" --show-dir "$WORK/show/pytorch"
+step "where PyTorch and the backend disagree (pictures)"
+"$PY" -m common.disagreement "$WORK/show/pytorch" "$WORK/show/onnxruntime" --out "$WORK/disagreement"
 "$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric mIoU --key miou --classes 21 --data "$DATA_LABEL"

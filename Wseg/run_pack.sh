@@ -44,7 +44,8 @@ step "inference (ONNX Runtime)"
 "$PY" -m common.infer --model "$WORK/model/wideresnet_dybs_fix.onnx" --input "$WORK/prep_data" \
     --output "$WORK/result" --output_dirname onnxruntime --outfmt BIN --batchsize 1
 step "postprocess and accuracy (wseg_postprocess.py, eval_seg.py)"
-"$PY" wseg_postprocess.py "$DATA_ROOT" "$WORK/val_list.txt" "$WORK/result/onnxruntime" "$WORK/output/onnxruntime"
+"$PY" wseg_postprocess.py "$DATA_ROOT" "$WORK/val_list.txt" "$WORK/result/onnxruntime" "$WORK/output/onnxruntime" \
+    --show-dir "$WORK/show/onnxruntime"
 "$PY" eval_seg.py --data "$DATA_ROOT" --filelist "$WORK/val_list.txt" --masks "$WORK/output/onnxruntime" \
     --save_path "$WORK/metric_onnxruntime_raw.json"
 "$PY" eval_seg.py --data "$DATA_ROOT" --filelist "$WORK/val_list.txt" --masks "$WORK/output/onnxruntime/crf" \
@@ -54,10 +55,13 @@ step "postprocess and accuracy (wseg_postprocess.py, eval_seg.py)"
 step "reference: PyTorch on the same bins"
 "$PY" -m common.torch_infer --model "$WORK/model/wideresnet_dybs_fix.onnx" --checkpoint "$CKPT" \
     --input "$WORK/prep_data" --output "$WORK/result" --output_dirname pytorch
-"$PY" wseg_postprocess.py "$DATA_ROOT" "$WORK/val_list.txt" "$WORK/result/pytorch" "$WORK/output/pytorch"
+"$PY" wseg_postprocess.py "$DATA_ROOT" "$WORK/val_list.txt" "$WORK/result/pytorch" "$WORK/output/pytorch" \
+    --show-dir "$WORK/show/pytorch"
 "$PY" eval_seg.py --data "$DATA_ROOT" --filelist "$WORK/val_list.txt" --masks "$WORK/output/pytorch" \
     --save_path "$WORK/metric_pytorch_raw.json"
 "$PY" eval_seg.py --data "$DATA_ROOT" --filelist "$WORK/val_list.txt" --masks "$WORK/output/pytorch/crf" \
     --save_path "$WORK/metric_pytorch.json"
+step "where PyTorch and the backend disagree (pictures)"
+"$PY" -m common.disagreement "$WORK/show/pytorch" "$WORK/show/onnxruntime" --out "$WORK/disagreement"
 "$PY" -m common.pack_summary --pack "$PACK" --work "$WORK" --metric "mIoU (CRF)" --key miou --data "$DATA_LABEL" \
     --inputs-per-image 8 --classes none,21

@@ -11,7 +11,7 @@ from PIL import Image
 from common.datasets import CITYSCAPES_LABELS, VOC_CLASSES
 from common.viz.disagreement import DIFFERENT, RING, disagreement
 from common.viz.draw import (colourize, fit_hw, legend_entries, legend_panel, overlay, read_class_png,
-                             save_jpeg, save_png, shrink_class_map, shrink_mask)
+                             save_jpeg, save_png, resize_class_map, resize_mask)
 from common.viz.palettes import CITYSCAPES, VOC
 
 
@@ -134,12 +134,12 @@ def test_disagreement_picture_says_the_count():
 def test_thumbnails_keep_a_single_differing_pixel_and_never_enlarge():
     mask = np.zeros((1024, 2048), bool)
     mask[517, 1301] = True
-    small = shrink_mask(mask, fit_hw(mask.shape, 320))
+    small = resize_mask(mask, fit_hw(mask.shape, 320))
     assert small.shape == (160, 320) and small.sum() >= 1
     assert fit_hw((30, 20), 320) == (30, 20)
     assert fit_hw((1, 5000), 100) == (1, 100)
     ids = np.random.default_rng(2).integers(0, 3, size=(99, 77), dtype=np.uint8)
-    assert set(np.unique(shrink_class_map(ids, (20, 15)))) <= {0, 1, 2}
+    assert set(np.unique(resize_class_map(ids, (20, 15)))) <= {0, 1, 2}
 
 
 def test_jpeg_thumbnail_of_a_full_size_picture_is_small(tmp_path):

@@ -174,18 +174,29 @@ def with_banner(picture: np.ndarray, text: str, font_px: int | None = None) -> n
 def fit_hw(hw: tuple[int, int], max_side: int) -> tuple[int, int]:
     """The size scaled so its long side is at most `max_side` (never enlarged), sides >= 1."""
     height, width = (int(v) for v in hw)
-    scale = min(1.0, max_side / max(height, width))
+    return scale_hw((height, width), min(max_side, max(height, width)))
+
+
+def scale_hw(hw: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """The size scaled (up or down) so its long side is `long_side`, sides >= 1."""
+    height, width = (int(v) for v in hw)
+    scale = long_side / max(height, width)
     return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
-def shrink_image(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def _interpolation(from_hw, to_hw) -> int:
+    # area averaging to shrink; nearest to enlarge, so a small image's pixels stay sharp squares
+    return cv2.INTER_AREA if to_hw[0] * to_hw[1] < from_hw[0] * from_hw[1] else cv2.INTER_NEAREST
+
+
+def resize_image(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     image = as_rgb(image)
     if image.shape[:2] == tuple(hw):
         return image
-    return cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (hw[1], hw[0]), interpolation=_interpolation(image.shape[:2], hw))
 
 
-def shrink_class_map(class_map: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def resize_class_map(class_map: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize: every pixel keeps a class id that is in the map."""
     class_map = check_class_map(class_map)
     if class_map.shape == tuple(hw):
@@ -193,12 +204,13 @@ def shrink_class_map(class_map: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(class_map, (hw[1], hw[0]), interpolation=cv2.INTER_NEAREST)
 
 
-def shrink_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """A thumbnail pixel is set when any pixel it covers is: one differing pixel stays visible."""
+def resize_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Shrunk, a pixel is set when any pixel it covers is (one differing pixel stays visible);
+    enlarged, nearest neighbour."""
     mask = np.asarray(mask, dtype=bool)
     if mask.shape == tuple(hw):
         return mask
-    return cv2.resize(mask.astype(np.float32), (hw[1], hw[0]), interpolation=cv2.INTER_AREA) > 0
+    return cv2.resize(mask.astype(np.float32), (hw[1], hw[0]), interpolation=_interpolation(mask.shape, hw)) > 0
 
 
 # ---- files -------------------------------------------------------------------------------------
