@@ -27,6 +27,7 @@ import numpy as np
 from common.cli import UserError
 from common.datasets import read_image_rgb
 from common.fsio import write_text_atomic
+from common.pack_summary import read_json
 from common.report import format_cell
 from common.viz.disagreement import ShowPair, compare_pair, count_text, draw_disagreement, pair_show_dirs
 from common.viz.draw import (colourize, legend_entries, resize_class_map, resize_image, resize_mask, save_jpeg,
@@ -304,7 +305,6 @@ def page_html(rows: Sequence[Mapping], sections: Sequence[PackSection], page_dir
 
 
 def read_rows(results: Path) -> list[dict]:
-    from common.pack_summary import read_json
     rows = read_json(results / "summary.json").get("packs")
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise UserError(f"{results / 'summary.json'}: 'packs' is not a list of rows")

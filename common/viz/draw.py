@@ -104,11 +104,8 @@ def legend_entries(class_map: np.ndarray, palette: Palette) -> list[LegendEntry]
 
 @lru_cache(maxsize=16)
 def font_of_size(font_px: int):
-    """PIL's bundled font at `font_px` (no font file needed); the fixed bitmap font before Pillow 10.1."""
-    try:
-        return ImageFont.load_default(size=font_px)
-    except TypeError:
-        return ImageFont.load_default()
+    """PIL's bundled font at `font_px` (Pillow >= 10.1): no font file on the machine needed."""
+    return ImageFont.load_default(size=font_px)
 
 
 def font_size_for(height: int) -> int:
