@@ -74,6 +74,8 @@ def results(tmp_path_factory) -> Path:
             drawing = results / "MaskRCNN_mmdet" / f"det_{run}" / "show" / f"{index:012d}.jpg"
             drawing.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(rng.integers(0, 256, size=(480, 640, 3), dtype=np.uint8)).save(drawing)
+            (drawing.parent.parent / f"{drawing.stem}.txt").write_text(
+                "hot_dog 0.138337 5.40 78.90 70.12 96.00\nparking_meter 0.901576 15.72 73.07 83.02 96.00\n")
     rows = [
         {"pack": "RefineNet", "backend": "onnxruntime", "images": 2, "metric": "mIoU", "pytorch": 0.5,
          "backend_value": 0.5, "status": "ok", "data": "synthetic", "weights": "demo", "verdict": "agree"},
@@ -131,6 +133,7 @@ def test_page_has_the_table_verdicts_and_a_section_per_pack(results):
         assert f'<h2 id="{pack}">' in text
     assert "2007_000001.v2 &amp; copy" in text  # the odd stem, escaped
     assert DEMO_NOTE in text
+    assert "onnxruntime detections: 2 listed in 000000000000.txt, best score 0.90" in text
 
 
 def test_page_states_the_disagreement_counts_of_the_pictures(results):

@@ -195,6 +195,22 @@ def add_segmentation(section: PackSection, writer: ThumbnailWriter, show_root: P
                 writer, worst, small_image, f"{backend} vs {other}: pixels of another class")]))
 
 
+def detection_caption(drawing: Path, run: str) -> str:
+    """`<run> detections: N listed (best score s)` from the postprocess's `<stem>.txt` beside the
+    drawings (`<name> <score> x1 y1 x2 y2` lines): the drawing shows only those above its threshold."""
+    listed = drawing.parent.parent / f"{drawing.stem}.txt"
+    if not listed.is_file():
+        return f"{run} detections"
+    scores = []
+    for line in listed.read_text(encoding="utf-8").splitlines():
+        try:
+            scores.append(float(line.split()[1]))
+        except (IndexError, ValueError):
+            continue
+    best = f", best score {max(scores):.2f}" if scores else ""
+    return f"{run} detections: {len(scores)} listed in {listed.name}{best}; drawn: those above the drawing threshold"
+
+
 def add_detections(section: PackSection, writer: ThumbnailWriter, work: Path, backend: str) -> None:
     """MaskRCNN_mmdet's drawings (det_<run>/show/*.jpg), the backend's and PyTorch's side by side."""
     drawings = {run: sorted(p for p in (work / f"det_{run}" / "show").glob("*.jpg") if not p.name.startswith("."))
@@ -206,7 +222,7 @@ def add_detections(section: PackSection, writer: ThumbnailWriter, work: Path, ba
             if match:
                 image = read_image_rgb(match[0])
                 thumbnails.append(writer.jpeg(resize_image(image, scale_hw(image.shape[:2], THUMB_SIDE)),
-                                              "detections", f"{run} detections"))
+                                              "detections", detection_caption(match[0], run)))
         section.images.append(ImageRow(path.stem, thumbnails))
     if drawings[backend] and not drawings[REFERENCE_RUN]:
         section.notes.append("Detections of the backend only (the PyTorch run drew none).")
