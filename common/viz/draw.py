@@ -213,9 +213,10 @@ def resize_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 # ---- files -------------------------------------------------------------------------------------
 
 def save_png(path: str | Path, picture: np.ndarray) -> None:
-    """Lossless: a 2-D uint8 array is written as a grey (class id) PNG, HxWx3 as RGB."""
+    """Lossless: a 2-D uint8 array is written as a grey (class id) PNG, HxWx3 as RGB. zlib level 6:
+    level 9 (PIL's optimize) took 10 s instead of 0.8 s for a 1024x2048 disagreement map, for 15 % less."""
     with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(np.ascontiguousarray(picture)).save(tmp, format="PNG", optimize=True)
+        Image.fromarray(np.ascontiguousarray(picture)).save(tmp, format="PNG", compress_level=6)
 
 
 def save_jpeg(path: str | Path, picture: np.ndarray, quality: int = 85) -> None:
