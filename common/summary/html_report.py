@@ -138,7 +138,8 @@ def totals(compared: Sequence[Compared]) -> str:
 def disagreement_thumbnail(writer: ThumbnailWriter, item: Compared, small_image: np.ndarray, caption: str):
     _, mask = compare_pair(item.pair)
     small_mask = resize_mask(mask, small_image.shape[:2])
-    return writer.png(draw_disagreement(small_image, small_mask, item.count, item.total), "disagreement", caption)
+    picture = draw_disagreement(small_image, small_mask, item.count, item.total, font_px=THUMB_FONT_PX)
+    return writer.png(picture, "disagreement", caption)
 
 
 def segmentation_row(writer: ThumbnailWriter, item: Compared, reference: str, backend: str) -> ImageRow:

@@ -45,7 +45,7 @@ def ring_width(hw: tuple[int, int]) -> int:
 
 
 def draw_disagreement(image_rgb: np.ndarray, mask: np.ndarray, count: int, total: int,
-                      title: str = "") -> np.ndarray:
+                      title: str = "", font_px: int | None = None) -> np.ndarray:
     """Red where `mask`, a yellow ring around it, over the dimmed image; the count on top."""
     picture = dimmed_grey(image_rgb)
     mask = np.asarray(mask, dtype=bool)
@@ -56,7 +56,7 @@ def draw_disagreement(image_rgb: np.ndarray, mask: np.ndarray, count: int, total
         grown = cv2.dilate(mask.astype(np.uint8), np.ones((side, side), np.uint8)) > 0
         picture[grown & ~mask] = RING
         picture[mask] = DIFFERENT
-    return with_banner(picture, ((title + ": ") if title else "") + count_text(count, total))
+    return with_banner(picture, ((title + ": ") if title else "") + count_text(count, total), font_px)
 
 
 def count_text(count: int, total: int) -> str:
