@@ -26,7 +26,8 @@ import numpy as np
 
 from common.cli import UserError, script_entry
 from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name,
-                                    list_cityscapes_labels, read_cityscapes_train_ids)
+                                    cityscapes_image_of_label, list_cityscapes_labels,
+                                    read_cityscapes_train_ids)
 from common.eval.confusion import ConfusionMatrix
 from common.eval.upsample import bilinear_argmax
 from common.files.atomic import write_json_atomic
@@ -36,6 +37,8 @@ from common.files.outputs import split_output_name, warn_left_out
 from common.pipeline.parallel import map_with_progress
 from common.pipeline.preprocess import add_allow_missing_argument, add_workers_argument
 from hrnet3d.config import NUM_CLASSES, output_shapes
+from common.viz.palettes import CITYSCAPES
+from common.viz.show import add_show_dir_argument, write_show_pictures
 OCR_OUTPUT_INDEX = 1  # ais_bench `_1.bin` = output2 = the OCR head (the old benchmark tool wrote `_2`)
 AUX_OUTPUT_INDEX = 0  # `--aux-index 0` scores it too
 NO_AUX = -1
@@ -77,7 +80,7 @@ def pair_outputs_with_labels(outputs: dict[str, dict[int, Path]], labels: dict[s
 
 
 def score_one(name: str, labels: dict[str, Path], outputs: dict[str, dict[int, Path]],
-              indices: tuple[int, ...]) -> list[ConfusionMatrix]:
+              indices: tuple[int, ...], show_dir: Path | None = None) -> list[ConfusionMatrix]:
     """One confusion matrix per output index for one image."""
     train_ids = read_cityscapes_train_ids(labels[name])
     logits_shape = output_shapes(train_ids.shape)[0]
@@ -87,8 +90,11 @@ def score_one(name: str, labels: dict[str, Path], outputs: dict[str, dict[int, P
         logits = require_finite(read_bin(path, logits_shape, np.float32), path)
         matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
         # align_corners=True, as upstream testval and the network's own upsamples
-        matrix.update(train_ids, bilinear_argmax(logits, train_ids.shape, align_corners=True))
+        prediction = bilinear_argmax(logits, train_ids.shape, align_corners=True)
+        matrix.update(train_ids, prediction)
         matrices.append(matrix)
+        if show_dir is not None and index == indices[0]:  # the OCR output, the one the guide scores
+            write_show_pictures(show_dir, name, prediction, CITYSCAPES, cityscapes_image_of_label(labels[name]))
     return matrices
 
 
@@ -133,6 +139,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"common.infer; default {NO_AUX}: the OCR output only, as the guide)")
     add_workers_argument(parser)
     add_allow_missing_argument(parser)
+    add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -151,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
     indices = (args.output_index, args.aux_index) if score_aux else (args.output_index,)
 
     matrices = [ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE) for _ in indices]
-    work = partial(score_one, labels=labels, outputs=outputs, indices=indices)
+    work = partial(score_one, labels=labels, outputs=outputs, indices=indices, show_dir=args.show_dir)
     for per_image in map_with_progress(work, names, args.workers, desc="Postprocess"):
         for matrix, image_matrix in zip(matrices, per_image):
             matrix.merge(image_matrix)

@@ -43,14 +43,15 @@ PACK = PackConfig(
     ),
     score=(
         Step("2.3 postprocess", ("HRNet_postprocess.py", "--res_path", "{result}", "--data_path", _LABELS,
-                                 "--save_path", "{metric}"), "postprocess"),
+                                 "--save_path", "{metric}", "--show-dir", "{show}"), "postprocess"),
     ),
     extra=(
         Step("the Resize edit: inference on the edited graph",
              (*_INFER, "--model", "{work}/model/hrnet_nearest.onnx", "--output_dirname", "onnxruntime_nearest"), "compare"),
         Step("the Resize edit: postprocess", ("HRNet_postprocess.py", "--res_path", "{work}/result/onnxruntime_nearest",
                                               "--data_path", _LABELS,
-                                              "--save_path", "{work}/metric_onnxruntime_nearest.json"), "compare"),
+                                              "--save_path", "{work}/metric_onnxruntime_nearest.json",
+                                              "--show-dir", "{work}/show/onnxruntime_nearest"), "compare"),
         Step("the Resize edit: what it changes", (
             "resize_edit_report.py", "--reference", "{result}", "--candidate", "{work}/result/onnxruntime_nearest",
             "--reference-metric", "{metric}", "--candidate-metric", "{work}/metric_onnxruntime_nearest.json",

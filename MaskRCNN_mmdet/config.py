@@ -53,7 +53,7 @@ PACK = PackConfig(
                                    "--test_annotation={work}/val2017_jpg.info",
                                    f"--val2017_json_path={_COCO}/annotations/instances_val2017.json",
                                    "--det_results_path={work}/det_{tag}", "--net_out_num=3",
-                                   "--net_input_height={h}", "--net_input_width={w}", "--save_path", "{metric}"),
+                                   "--net_input_height={h}", "--net_input_width={w}", "--save_path", "{metric}", "--ifShowDetObj"),
              "postprocess"),
     ),
     infer_flags=("--batchsize", "1"),

@@ -37,6 +37,8 @@ from common.pipeline.preprocess import (META_NAME, add_allow_missing_argument, a
                                         read_meta)
 from pointrend import config
 from pointrend.config import NUM_CLASSES
+from common.viz.palettes import CITYSCAPES
+from common.viz.show import add_show_dir_argument, write_show_pictures
 OUTPUT_KINDS = {  # name -> (bytes per pixel, numpy dtype, has a class axis)
     "float32": (4 * NUM_CLASSES, np.float32, True),
     "int32": (4, np.int32, False),
@@ -83,13 +85,16 @@ def read_prediction(path: Path, input_hw: tuple[int, int], label_hw: tuple[int, 
     return class_map
 
 
-def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None) -> np.ndarray:
+def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None,
+              show_dir: Path | None = None) -> ConfusionMatrix:
     target = read_cityscapes_train_ids(sample.label_path)
     stem = sample.image_path.name.split(".", 1)[0]
     prediction = read_prediction(output_file(result_dir, stem), input_hw, target.shape)
     if pred_dir is not None:
         with atomic_path(pred_dir / f"{sample.name}_pred.png") as tmp:
             cv2.imwrite(str(tmp), train_id_to_label_id_lut()[prediction])
+    if show_dir is not None:
+        write_show_pictures(show_dir, sample.name, prediction, CITYSCAPES, sample.image_path)
     matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
     matrix.update(target, prediction)
     return matrix
@@ -128,6 +133,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="also write labelId PNGs <name>_pred.png here (official evaluator input)")
     add_workers_argument(parser)
     add_allow_missing_argument(parser)
+    add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -142,7 +148,7 @@ def main(args: argparse.Namespace) -> int:
     if pred_dir is not None:
         pred_dir.mkdir(parents=True, exist_ok=True)
     matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
-    work = partial(score_one, result_dir=result_dir, input_hw=input_hw, pred_dir=pred_dir)
+    work = partial(score_one, result_dir=result_dir, input_hw=input_hw, pred_dir=pred_dir, show_dir=args.show_dir)
     for image_matrix in map_with_progress(work, [by_stem[s] for s in stems], args.workers,
                                           desc="Postprocess"):
         matrix.merge(image_matrix)

@@ -52,7 +52,7 @@ PACK = PackConfig(
     ),
     score=(
         Step("accuracy (PointRend_postprocess.py)", ("PointRend_postprocess.py", "{data}", "{result}",
-                                                    "--save_path", "{metric}"), "postprocess"),
+                                                    "--save_path", "{metric}", "--show-dir", "{show}"), "postprocess"),
     ),
     infer_flags=("--outfmt", "BIN", "--batchsize", "1"),
     export_options={"uint8 class map (--class-map uint8)": ("--class-map", "uint8")},

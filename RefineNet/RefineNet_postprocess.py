@@ -27,6 +27,8 @@ from common.files.outputs import match_outputs, output_file, warn_left_out
 from common.pipeline.parallel import map_with_progress
 from common.pipeline.preprocess import META_NAME, add_run_arguments, find_meta, read_meta
 from refinenet.config import NUM_CLASSES, output_shapes
+from common.viz.palettes import VOC
+from common.viz.show import add_show_dir_argument, write_show_pictures
 
 
 def label_on_canvas(label: np.ndarray, box: Letterbox) -> np.ndarray:
@@ -47,8 +49,8 @@ def logits_to_class_map(logits_chw: np.ndarray, canvas_hw: tuple[int, int]) -> n
     return upsampled.argmax(axis=2).astype(np.uint8)
 
 
-def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometry: dict,
-              size: int) -> ConfusionMatrix:
+def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometry: dict, size: int,
+              show_dir: Path | None = None) -> ConfusionMatrix:
     label = read_palette_label(dataset.label_path(image_id))
     box = geometry[image_id] if image_id in geometry else letterbox(label.shape, size)
     path = output_file(result_dir, image_id)
@@ -59,7 +61,10 @@ def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometr
     except UserError as err:
         raise UserError(f"{dataset.label_path(image_id)}: {err}") from None
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
-    matrix.update(target, logits_to_class_map(logits, box.canvas_hw))
+    prediction = logits_to_class_map(logits, box.canvas_hw)
+    matrix.update(target, prediction)
+    if show_dir is not None:  # the pad is void in the target: every scored pixel is in the image area
+        write_show_pictures(show_dir, image_id, box.unpadded(prediction), VOC, dataset.image_path(image_id))
     return matrix
 
 
@@ -114,6 +119,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", default="val")
     add_run_arguments(parser)
     parser.add_argument("--allow-missing", action="store_true", help="score the images that have outputs")
+    add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -127,7 +133,8 @@ def main(args: argparse.Namespace) -> int:
     save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     output_file_parent(save_path)
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
-    work = partial(score_one, dataset=dataset, result_dir=result_dir, geometry=geometry, size=size)
+    work = partial(score_one, dataset=dataset, result_dir=result_dir, geometry=geometry, size=size,
+                   show_dir=args.show_dir)
     for image_matrix in map_with_progress(work, ids, args.workers, desc="Postprocess"):
         matrix.merge(image_matrix)
     report_segmentation(matrix, VOC_CLASSES, save_path,

@@ -37,7 +37,7 @@ PACK = PackConfig(
     ),
     score=(
         Step("6.1 postprocess", ("RefineNet_postprocess.py", "--val-dir", "{data}", "--result-dir", "{result}",
-                                 "--save_path", "{metric}"), "postprocess"),
+                                 "--save_path", "{metric}", "--show-dir", "{show}"), "postprocess"),
     ),
     infer_flags=("--batchsize", "1"),
 )

@@ -46,7 +46,7 @@ PACK = PackConfig(
     ),
     score=(
         Step("postprocess (wseg_postprocess.py)", ("wseg_postprocess.py", "{data}", _VAL_LIST, "{result}",
-                                                  "{work}/output/{tag}"), "postprocess"),
+                                                  "{work}/output/{tag}", "--show-dir", "{show}"), "postprocess"),
         Step("accuracy without CRF (eval_seg.py)", ("eval_seg.py", "--data", "{data}", "--filelist", _VAL_LIST,
                                                    "--masks", "{work}/output/{tag}",
                                                    "--save_path", "{work}/metric_{tag}_raw.json"), "postprocess"),

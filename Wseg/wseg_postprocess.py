@@ -33,6 +33,8 @@ from common.pipeline.parallel import map_with_progress
 from common.pipeline.preprocess import add_allow_missing_argument, add_workers_argument, find_meta, read_meta
 from wseg import model
 from wseg.config import META_NAME, NUM_CLASSES, VARIANTS
+from common.viz.palettes import VOC
+from common.viz.show import add_show_dir_argument, write_show_pictures
 
 NUM_VARIANTS = len(VARIANTS)
 FP_CUT_SCORE = 0.1  # TEST.FP_CUT_SCORE: class kept when its best sigmoid score exceeds this
@@ -58,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "and write the raw masks only; on: fail without it; off: skip")
     add_workers_argument(parser)
     add_allow_missing_argument(parser)
+    add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -164,7 +167,7 @@ def read_outputs(result_dir: Path, image_id: str, pad_size: int) -> tuple[np.nda
 
 
 def postprocess_one(sample: ListedSample, result_dir: Path, out_dir: Path, meta: dict,
-                    crf_mode: str) -> dict:
+                    crf_mode: str, show_dir: Path | None = None) -> dict:
     geometry = meta["images"].get(sample.image_id)
     if geometry is None:
         raise UserError(f"{sample.image_id}: not in the preprocess metadata (other list?)")
@@ -177,10 +180,14 @@ def postprocess_one(sample: ListedSample, result_dir: Path, out_dir: Path, meta:
     scores, masks = read_outputs(result_dir, sample.image_id, pad_size)
     labels = present_classes(scores)
     merged = merge_variants(masks, labels, geometry["variants"], image_hw, pad_size)
-    write_png(out_dir / f"{sample.image_id}.png", merged.argmax(0))
+    final_mask = merged.argmax(0)
+    write_png(out_dir / f"{sample.image_id}.png", final_mask)
     backend = crf_backend(crf_mode) if crf_mode != "off" else None
     if backend is not None:
-        write_png(out_dir / "crf" / f"{sample.image_id}.png", dense_crf(rgb, merged, backend))
+        final_mask = dense_crf(rgb, merged, backend)
+        write_png(out_dir / "crf" / f"{sample.image_id}.png", final_mask)
+    if show_dir is not None:  # the mask eval_seg scores: the CRF one when the CRF ran
+        write_show_pictures(show_dir, sample.image_id, final_mask.astype(np.uint8), VOC, sample.image_path)
     return {"id": sample.image_id, "classes": [int(c) + 1 for c in np.flatnonzero(labels.numpy())],
             "crf": backend is not None}
 
@@ -201,7 +208,7 @@ def main(args: argparse.Namespace) -> int:
     warn_left_out([s.image_id for s in samples if s.image_id not in ready_ids], len(samples))
     crf_mode = "off" if crf_backend(args.crf) is None else "on"
     work = partial(postprocess_one, result_dir=args.result_dir, out_dir=args.out_dir, meta=meta,
-                   crf_mode=crf_mode)
+                   crf_mode=crf_mode, show_dir=args.show_dir)
     records = list(map_with_progress(work, ready, args.workers, desc="Postprocess"))
     summary = {"images": len(records), "images_left_out": len(samples) - len(records),
                "crf": crf_mode == "on", "result_dir": str(args.result_dir),

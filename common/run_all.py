@@ -71,7 +71,10 @@ def main(args: argparse.Namespace) -> int:
         command = [sys.executable, "-m", "common.run_pack", pack, str(results / pack), *pack_arguments(args)]
         status = run_logged(command, results / f"{pack}.log")
         print(f"== {pack}: exit {status} after {time.monotonic() - start:.0f} s (log: {results / pack}.log)")
-    return collect(results, args.packs)
+    status = collect(results, args.packs)
+    # The page is written whatever the packs gave: it shows which have no result, too.
+    report_status = subprocess.call([sys.executable, "-m", "common.html_report", str(results)])
+    return status or report_status
 
 
 if __name__ == "__main__":

@@ -92,6 +92,16 @@ def reference_step() -> Step:
         "--output", "{work}/result", "--output_dirname", REFERENCE_TAG), "compare")
 
 
+def disagreement_step(backend_tag: str) -> Step:
+    return Step("where PyTorch and the backend disagree (pictures)", (
+        "-m", "common.disagreement", "{work}/show/" + REFERENCE_TAG, "{work}/show/" + backend_tag,
+        "--out", "{work}/disagreement"), "compare")
+
+
+def writes_pictures(config: PackConfig) -> bool:
+    return any("{show}" in step.argv for step in config.score)
+
+
 def summary_step(config: PackConfig, data_label: str) -> Step:
     return Step("summary row", ("-m", "common.pack_summary", "--pack", config.name, "--work", "{work}",
                                 "--backend", BACKEND_TAG, "--data", data_label), "compare")
@@ -123,6 +133,8 @@ def run_pack(args: argparse.Namespace) -> int:
     run_step(config, reference_step(), reference_fields)
     for step in config.score:
         run_step(config, step, reference_fields)
+    if writes_pictures(config):
+        run_step(config, disagreement_step(BACKEND_TAG), fields)
     run_step(config, summary_step(config, str(args.data_root or "synthetic")), fields)
     return 0
 

@@ -125,6 +125,16 @@ def cityscapes_base_name(path: str | Path) -> str:
     return name
 
 
+def cityscapes_image_of_label(label_path: str | Path) -> Path:
+    """The image of a label: `<cs>/gtFine/<split>/<city>/<name>_gtFine_labelIds.png` ->
+    `<cs>/leftImg8bit/<split>/<city>/<name>_leftImg8bit.png`."""
+    label_path = Path(label_path)
+    city_dir = label_path.parent
+    split_dir = city_dir.parent
+    return (split_dir.parent.parent / "leftImg8bit" / split_dir.name / city_dir.name
+            / f"{cityscapes_base_name(label_path)}{CITYSCAPES_IMAGE_SUFFIX}")
+
+
 def find_cityscapes_dir(root: str | Path) -> Path:
     """The `cityscapes` folder: `root/cityscapes` (the guides' convention) or `root` itself."""
     root = Path(root)

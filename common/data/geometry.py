@@ -17,6 +17,10 @@ class Letterbox:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def unpadded(self, canvas):
+        """The image area of an array laid out like the canvas (rows and columns first)."""
+        return canvas[self.pad_top:self.pad_top + self.resized_hw[0], self.pad_left:self.pad_left + self.resized_hw[1]]
+
     @classmethod
     def from_dict(cls, values: dict) -> "Letterbox":
         return cls(tuple(values["original_hw"]), tuple(values["resized_hw"]), tuple(values["canvas_hw"]),

@@ -16,11 +16,11 @@ def summary_markdown(rows: Sequence[Mapping]) -> str:
               "max rel. output diff | pixels of another class | backend img/s |")
     lines = [header, "|" + "---|" * len(SUMMARY_COLUMNS)]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(col)) for col in SUMMARY_COLUMNS) + " |")
+        lines.append("| " + " | ".join(format_cell(row.get(col)) for col in SUMMARY_COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 
-def _cell(value) -> str:
+def format_cell(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

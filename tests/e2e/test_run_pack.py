@@ -38,3 +38,11 @@ def test_run_pack_quick_runs_every_step_and_the_backends_agree(pack, tmp_path):
     else:
         assert row["parity_class_mismatch"] is None
     assert f"| {pack} | onnxruntime |" in result.stdout  # the summary row is printed too
+    if pack in CLASS_OUTPUT_PACKS:  # pictures of both runs, compared (what report.html shows)
+        shown = {run: sorted(p.name for p in (work / "show" / run).glob("*_classes.png"))
+                 for run in ("pytorch", "onnxruntime")}
+        assert shown["pytorch"] == shown["onnxruntime"] and len(shown["pytorch"]) == row["images"]
+        compared = json.loads((work / "disagreement" / "disagreement.json").read_text())
+        assert compared["pixels"] > 0 and compared["fraction"] < 1e-4, compared
+    else:
+        assert sorted((work / "det_pytorch" / "show").glob("*.jpg"))
