@@ -3,7 +3,10 @@
 Same flags and the same on-disk contract as `python3 -m ais_bench` in the guides:
 `<output>/<output_dirname>/<stem>_<k>.bin` per sample and output, and
 `<output>/<output_dirname>_summary.json` beside that folder. `.onnx` runs on ONNX Runtime
-(CPU, or CUDA when present); `.om` is handed to ais_bench when it is installed.
+(CPU, or CUDA when present; the default) or, with `--backend openvino`, on OpenVINO's CPU
+plugin; `--precision bf16|fp16` asks for reduced-precision compute where the engine and the
+CPU can do it natively (refused in one line otherwise). `.om` is handed to ais_bench when it
+is installed.
 
 Differences from ais_bench, on purpose: the inputs of a multi-input model are paired by file
 stem, not by sorted position; every bin's size is checked against the model input before any
@@ -29,6 +32,10 @@ from common.binio import bin_stem, expected_nbytes, list_bins
 from common.cli import UserError, script_entry
 from common.onnx_tools import META_ATC_ONLY
 from common.fsio import atomic_path, remove_stale_temps, write_json_atomic
+from common.runtime.cpu_info import cpu_model, inference_isa
+from common.runtime.precision import DEFAULT_PRECISION, PRECISIONS, check_precision_name
+
+BACKENDS = ("onnxruntime", "openvino")
 
 INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")
 
@@ -70,10 +77,10 @@ _ORT_DTYPES = {
 }
 
 
-def refuse_atc_only(metadata: dict, model_path: Path) -> None:
+def refuse_atc_only(metadata: dict, model_path: Path, engine: str = "ONNX Runtime") -> None:
     if META_ATC_ONLY in metadata:
         raise UserError(f"{model_path}: this graph is edited for ATC only and gives wrong results on "
-                        f"ONNX Runtime ({metadata[META_ATC_ONLY]}); run the unedited or default-fixed .onnx")
+                        f"{engine} ({metadata[META_ATC_ONLY]}); run the unedited or default-fixed .onnx")
 
 
 def session_options(threads: int | None = None):
@@ -92,12 +99,25 @@ def session_options(threads: int | None = None):
     return options
 
 
+def refuse_reduced_precision_on_ort(precision: str) -> None:
+    """ONNX Runtime's CPU provider has no reduced-precision path for these graphs: bf16 is not
+    a Conv type in ONNX (the session refuses the graph), and an fp16 graph has its Convs cast
+    back to fp32 on x86 (CastFloat16Transformer), so fp16 costs accuracy and gains nothing."""
+    if check_precision_name(precision) != "fp32":
+        raise UserError(f"--precision {precision}: ONNX Runtime's CPU provider runs these graphs in fp32 only "
+                        f"(no bf16 Conv, fp16 Convs are cast back to fp32); use --backend openvino "
+                        f"--precision {precision}")
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    precision = "fp32"
 
-    def __init__(self, model_path: str | Path, threads: int | None = None, device: str = "cpu"):
+    def __init__(self, model_path: str | Path, threads: int | None = None, device: str = "cpu",
+                 precision: str = DEFAULT_PRECISION):
         import onnxruntime as ort
 
+        refuse_reduced_precision_on_ort(precision)
         options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -109,6 +129,7 @@ class OnnxRuntimeBackend:
             raise UserError(f"{model_path}: ONNX Runtime cannot load the model ({first})") from None
         self.model_path = Path(model_path)
         self.providers = self.session.get_providers()
+        self.version = ort.__version__
         refuse_atc_only(self.session.get_modelmeta().custom_metadata_map, self.model_path)
 
     def input_specs(self) -> list[TensorSpec]:
@@ -121,6 +142,19 @@ class OnnxRuntimeBackend:
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, feeds)
+
+
+def make_backend(model_path: str | Path, backend: str = "onnxruntime", precision: str = DEFAULT_PRECISION,
+                 threads: int | None = None, device: str = "cpu") -> Backend:
+    """The backend `--backend` names, at `--precision` (refused in one line where it cannot run)."""
+    if backend == "openvino":
+        if device == "cuda":
+            raise UserError("--device cuda: the OpenVINO backend runs on the CPU; use --backend onnxruntime")
+        from common.runtime.openvino_backend import OpenVinoBackend
+        return OpenVinoBackend(model_path, precision=precision, threads=threads)
+    if backend != "onnxruntime":
+        raise UserError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
+    return OnnxRuntimeBackend(model_path, threads=threads, device=device, precision=precision)
 
 
 # ---- pairing input files into samples ----------------------------------------------------
@@ -327,6 +361,11 @@ def _summary(files_info, times_ms, batch, backend, argv, skipped, nonfinite) -> 
         "filesinfo": files_info,
         "args": list(argv if argv is not None else sys.argv),
         "backend": backend.name,
+        "backend_version": getattr(backend, "version", None),
+        "precision": getattr(backend, "precision", DEFAULT_PRECISION),
+        # the machine kind changes between sessions: a speed figure needs the CPU beside it
+        "cpu": cpu_model(),
+        "cpu_isa": inference_isa(),
         # ais_bench's key names, kept so scripts written for its summary read this one too;
         # here the time is the backend's compute call (host memory, so no H2D/D2H copies).
         "NPU_compute_time": stats,
@@ -344,7 +383,8 @@ def _summary(files_info, times_ms, batch, backend, argv, skipped, nonfinite) -> 
 
 def print_summary(summary: dict) -> None:
     stats = summary["NPU_compute_time"]
-    print(f"[INFO] {summary['backend']}: {summary['samples']} samples, batch {summary['batchsize']}, "
+    print(f"[INFO] {summary['backend']} {summary.get('precision', DEFAULT_PRECISION)} on {summary.get('cpu', '?')}: "
+          f"{summary['samples']} samples, batch {summary['batchsize']}, "
           f"compute time (ms): min = {stats['min']:.3f}, max = {stats['max']:.3f}, "
           f"mean = {stats['mean']:.3f}, median = {stats['median']:.3f}, "
           f"percentile(99%) = {stats['percentile(99%)']:.3f}")
@@ -386,7 +426,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loop", "-l", type=int, default=1, help="executions of each batch, each timed")
     parser.add_argument("--warmup_count", type=int, default=1)
     parser.add_argument("--device", "-d", default="0", help="NPU id for .om; 'cuda' selects CUDA for .onnx")
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads of the backend")
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS,
+                        help="engine for .onnx models (default onnxruntime; see README: when to pick which)")
+    parser.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                        help="compute precision (default fp32; bf16/fp16 only where the engine and the CPU "
+                             "run them natively, refused otherwise)")
     parser.add_argument("--resume", action="store_true",
                         help="skip samples whose outputs already exist (finished files only)")
     args = parser.parse_args(argv)
@@ -400,12 +445,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if model.suffix == ".om":
+        if args.backend != "onnxruntime" or args.precision != DEFAULT_PRECISION:
+            raise UserError(f"{model}: an .om runs on the NPU through ais_bench, its precision fixed by ATC; "
+                            "--backend and --precision apply to .onnx models")
         return run_om_with_ais_bench(args)
     if not model.is_file():
         raise UserError(f"{model}: model file not found")
     if not args.input or not args.output:
         raise UserError("--input and --output are needed for a dataset run")
-    backend = OnnxRuntimeBackend(model, threads=args.threads, device="cuda" if args.device == "cuda" else "cpu")
+    backend = make_backend(model, args.backend, args.precision, threads=args.threads,
+                           device="cuda" if args.device == "cuda" else "cpu")
     summary = run_inference(backend, args.input, args.output, args.output_dirname, args.batchsize,
                             args.outfmt, args.loop, args.warmup_count, args.resume, argv=sys.argv)
     print_summary(summary)

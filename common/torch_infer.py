@@ -5,6 +5,11 @@
 are recorded in the ONNX metadata), runs it eagerly on the same bins and writes
 `<stem>_<k>.bin` like `common.infer`. The pack's postprocess then scores both folders, which
 is how the summary compares "metric (PyTorch)" with "metric (backend)".
+
+`--precision bf16` (or fp16) runs the module under `torch.autocast("cpu", dtype=...)` with
+weights and inputs in channels_last memory format (oneDNN's blocked kernels want NHWC; see
+bench/RESULTS.md for what it buys), where the CPU computes that type natively; outputs are
+returned as float32. The reference of every comparison stays fp32.
 """
 from __future__ import annotations
 
@@ -21,12 +26,18 @@ from common.cli import UserError, script_entry
 from common.infer import TensorSpec, print_summary, run_inference
 from common.onnx_tools import META_OPTIONS, META_PACK, load_onnx, read_metadata
 from common.packs import PACKS, load_pack_module
+from common.runtime.precision import DEFAULT_PRECISION, PRECISIONS, check_precision_name, refuse_unless_native
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TorchBackend:
     name = "pytorch"
 
-    def __init__(self, onnx_path: str | Path, checkpoint: str | Path, threads: int | None = None):
+    def __init__(self, onnx_path: str | Path, checkpoint: str | Path, threads: int | None = None,
+                 precision: str = DEFAULT_PRECISION, channels_last: bool | None = None):
+        self.precision = check_precision_name(precision)
+        refuse_unless_native(self.precision, f"PyTorch {torch.__version__}")
         graph_model = load_onnx(onnx_path, load_weights=False)
         metadata = read_metadata(graph_model)
         pack = metadata.get(META_PACK)
@@ -38,10 +49,15 @@ class TorchBackend:
             torch.set_num_threads(int(threads))
         model_module = load_pack_module(pack, "model")
         self.module = model_module.load_pretrained(str(checkpoint), **self.model_options).eval()
+        # default: channels_last with reduced precision only (bench/RESULTS.md measures both)
+        self.channels_last = self.precision != "fp32" if channels_last is None else channels_last
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
         self._inputs = [_spec_from_value_info(v) for v in _graph_inputs(graph_model)]
         self._outputs = [o.name for o in graph_model.graph.output]
         self.pack = pack
         self.model_path = Path(onnx_path)
+        self.version = torch.__version__
 
     def input_specs(self) -> list[TensorSpec]:
         return self._inputs
@@ -52,10 +68,24 @@ class TorchBackend:
     @torch.no_grad()
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         tensors = [torch.from_numpy(np.ascontiguousarray(feeds[spec.name])) for spec in self._inputs]
-        outputs = self.module(*tensors)
+        if self.channels_last:
+            tensors = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in tensors]
+        if self.precision == "fp32":
+            outputs = self.module(*tensors)
+        else:
+            with torch.autocast("cpu", dtype=_AUTOCAST_DTYPES[self.precision]):
+                outputs = self.module(*tensors)
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)
-        return [out.detach().cpu().numpy() for out in outputs]
+        return [_as_declared(out) for out in outputs]
+
+
+def _as_declared(out: torch.Tensor) -> np.ndarray:
+    """float32 for reduced-precision float outputs (numpy has no bfloat16); layout made C-order."""
+    out = out.detach().cpu()
+    if out.is_floating_point() and out.dtype != torch.float32:
+        out = out.float()
+    return np.ascontiguousarray(out.numpy())
 
 
 def _graph_inputs(model: onnx.ModelProto) -> list:
@@ -80,6 +110,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batchsize", type=int, default=None)
     parser.add_argument("--loop", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                        help="fp32 (default, the reference) or bf16/fp16 autocast where the CPU runs it natively")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--warmup_count", type=int, default=0,
                         help="untimed runs first (default 0: eager PyTorch needs no graph build, and at "
@@ -88,7 +120,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
-    backend = TorchBackend(args.model, args.checkpoint, threads=args.threads)
+    backend = TorchBackend(args.model, args.checkpoint, threads=args.threads, precision=args.precision)
     summary = run_inference(backend, args.input, args.output, args.output_dirname, args.batchsize,
                             "BIN", args.loop, args.warmup_count, args.resume, argv=sys.argv)
     print_summary(summary)
