@@ -199,3 +199,32 @@ def test_graph_tagged_atc_only_is_refused_by_openvino(tmp_path, conv_model):
     onnx.save(model, str(tmp_path / "atc_only.onnx"))
     with pytest.raises(UserError, match="edited for ATC only.*softmax over all values"):
         OpenVinoBackend(tmp_path / "atc_only.onnx")
+
+
+# ---- detections matched one to one (the accuracy cost of MaskRCNN_mmdet in bench/engines.py) ----
+
+def _detections(rng, count, pad=100):
+    boxes = np.zeros((pad, 5), np.float32)
+    labels = np.full(pad, -1, np.int64)
+    xy = rng.uniform(0, 500, (count, 2))
+    boxes[:count, :2], boxes[:count, 2:4] = xy, xy + rng.uniform(10, 100, (count, 2))
+    boxes[:count, 4] = np.sort(rng.uniform(0.05, 1, count))[::-1]
+    labels[:count] = rng.integers(0, 80, count)
+    return boxes, labels
+
+
+@given(st.integers(0, 30), st.integers(0, 2 ** 31))
+def test_detections_match_themselves_and_turn_when_one_changes(count, seed):
+    from common.parity import match_detections
+    rng = np.random.default_rng(seed)
+    boxes, labels = _detections(rng, count)
+    order = rng.permutation(100)  # the candidate lists the same objects in another order
+    same = match_detections(boxes, labels, boxes[order], labels[order])
+    assert same["matched"] == count and same["fraction_matched"] == 1.0
+    if count:
+        moved = boxes.copy()
+        moved[0, 4] += 2e-3  # a score beyond the 1e-3 tolerance: that pair no longer matches
+        assert match_detections(boxes, labels, moved, labels)["matched"] == count - 1
+        relabelled = labels.copy()
+        relabelled[0] = (relabelled[0] + 1) % 80
+        assert match_detections(boxes, labels, boxes, relabelled)["fraction_matched"] == (count - 1) / count

@@ -15,7 +15,7 @@ INFERENCE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx5
                    "avx_vnni_int8")
 
 
-def _cpuinfo_field(name: str) -> str | None:
+def cpuinfo_field(name: str) -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.split(":", 1)[0].strip() == name:
@@ -27,12 +27,12 @@ def _cpuinfo_field(name: str) -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
-    return _cpuinfo_field("model name") or platform.processor() or "unknown CPU"
+    return cpuinfo_field("model name") or platform.processor() or "unknown CPU"
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
-    return frozenset((_cpuinfo_field("flags") or "").split())
+    return frozenset((cpuinfo_field("flags") or "").split())
 
 
 def inference_isa(flags: frozenset[str] | None = None) -> list[str]:
