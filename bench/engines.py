@@ -165,7 +165,8 @@ def compare_engines(pack: str, engines: list[Engine], bins: list[Path], rounds: 
         rows[label]["warmup_seconds"] = time.perf_counter() - start
         log(f"  {label}: warm-up {rows[label]['warmup_seconds']:.2f} s")
     round_s = sum(r["warmup_seconds"] for r in rows.values())
-    planned = max(1, min(rounds, int(budget_s / max(round_s, 1e-6))))
+    # a median needs three rounds at least, whatever the budget says
+    planned = max(min(3, rounds), min(rounds, int(budget_s / max(round_s, 1e-6))))
     labels = list(built)
     loads = []
     for index in range(planned):
