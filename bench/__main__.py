@@ -220,6 +220,8 @@ def benchmark_engines(args, results_dir: Path, work: Path, size: int) -> None:
     machine["command"] = "python3 -m bench " + " ".join(sys.argv[1:])
     log(f"engines: {machine['cpu']} ({', '.join(machine['simd'])}), load {machine['load_average_at_start']}")
     fp32_runs, reduced_runs = [measure_peak(args.threads, size)], [measure_reduced_peaks(args.threads, size)]
+    machine.update(peak=fp32_runs[0], reduced_peaks=reduced_runs[0])
+    write_json_atomic(results_dir / "engines_machine.json", machine)  # a run stopped midway keeps it
     run_engines(args, results_dir, work)
     fp32_runs.append(measure_peak(args.threads, size))
     reduced_runs.append(measure_reduced_peaks(args.threads, size))

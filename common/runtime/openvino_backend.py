@@ -49,7 +49,7 @@ def unconverted_ops(message: str) -> list[str]:
     """Op names from OpenVINO's frontend report ("No conversion rule found for operations: A, B")."""
     found = []
     for line in message.splitlines():
-        match = re.search(r"(?:No conversion rule found for operations|Conversion is failed for):\s*(.+)", line)
+        match = re.search(r"No conversion rule found for operations:\s*(.+)", line)
         if match:
             found += [name.strip() for name in match.group(1).split(",") if name.strip()]
     return found
