@@ -250,6 +250,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work", required=True, help="scratch folder (the pack benchmark's, to reuse its model)")
     parser.add_argument("--json", required=True)
     parser.add_argument("--quick", action="store_true", help="the pack's small benchmark size")
+    parser.add_argument("--input-hw", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="another input size than the guide's (six engines at once need memory: "
+                             "3D_HRNet at 1024x2048 took more than 18 GiB)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds at most (median over them)")
     parser.add_argument("--budget", type=float, default=600.0, help="timed seconds per pack, about")
@@ -263,10 +266,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     from common.runtime.cpu_info import cpu_model, inference_isa
     entry = PACK_BENCHES[args.pack]
-    hw = entry.quick_hw if args.quick else entry.guide_hw
+    hw = tuple(args.input_hw) if args.input_hw else (entry.quick_hw if args.quick else entry.guide_hw)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    result = {"pack": args.pack, "quick": args.quick, "input_hw": list(hw), "threads": args.threads,
+    result = {"pack": args.pack, "quick": args.quick, "input_hw": list(hw), "guide_hw": list(entry.guide_hw),
+              "threads": args.threads,
               "cpu": cpu_model(), "cpu_isa": inference_isa(), "load_average_at_start": load_average()}
     onnx_path, checkpoint, bins = prepare(entry, work, hw, args.quick, args.images)
     result["flops_per_image"], result["flops_source"] = flops_for(

@@ -162,7 +162,10 @@ def engines_section(machine: dict | None, results: dict[str, dict]) -> list[str]
             continue
         hw = result["input_hw"]
         loads = result.get("load_average_per_round") or [0]
-        lines.append(f"Input {hw[0]}x{hw[1]}" + (" (quick mode, not the guide's)" if result.get("quick") else "")
+        guide = result.get("guide_hw", hw)
+        lines.append(f"Input {hw[0]}x{hw[1]}" + (" (quick mode, not the guide's)" if result.get("quick") else
+                                                 f" (**not the guide's {guide[0]}x{guide[1]}**)" if guide != hw else
+                                                 " (the guide's)")
                      + f", batch 1, {result['threads']} threads, demo weights, {len(result['bins'])} bins from the "
                      f"pack's preprocess of synthetic images, used in turn; {result['rounds_planned']} rounds, each "
                      "engine once per round in a rotating order; throughput from the median round. "
