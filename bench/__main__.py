@@ -3,6 +3,7 @@
     python3 -m bench                      # the full run (guide input sizes; about 25 min on 2 cores)
     python3 -m bench --quick              # small sizes, few images: a smoke test of the benchmark
     python3 -m bench --packs RefineNet    # re-measure some packs; the others keep their last figures
+    python3 -m bench --engines-only       # only the engine comparison (ORT / OpenVINO / PyTorch, fp32 / bf16 / fp16)
 
 Each pack runs in its own process (bench.pack_bench) so that one pack's memory or failure
 does not touch the next; its figures go to bench/results/<pack>.json (quick runs: under
@@ -19,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.machine import describe_machine, load_average, measure_disk_write, measure_peak
+from bench.machine import describe_machine, load_average, measure_disk_write, measure_peak, measure_reduced_peaks
 from bench.registry import PACK_BENCHES
 from bench.report import write_report
 from common.files.atomic import write_json_atomic
@@ -127,6 +128,27 @@ def run_tuning(args, results_dir: Path, work: Path) -> None:
         write_json_atomic(results_dir / "tuning.json", {"status": f"failed: {message}"})
 
 
+def run_engines(args, results_dir: Path, work: Path) -> None:
+    """Per pack, in its own process: the engines side by side (bench/engines.py)."""
+    for pack in args.packs:
+        if pack_status(pack):
+            continue
+        log(f"{pack}: engines (load {load_average()[0]:.2f})")
+        json_path = results_dir / f"engines_{pack}.json"
+        command = [sys.executable, "-m", "bench.engines", "--pack", pack, "--work", str(work / pack),
+                   "--json", str(json_path), "--pack-json", str(results_dir / f"{pack}.json"),
+                   "--threads", str(args.threads), "--rounds", str(2 if args.quick else args.engine_rounds),
+                   "--budget", str(20 if args.quick else args.engine_budget)]
+        if args.quick:
+            command.append("--quick")
+        if pack == args.tune_pack:
+            command.append("--channels-last-check")
+        status, message = run_child(command, work / "logs" / f"engines_{pack}.log", 3 * args.engine_budget + 900)
+        if status != 0:
+            log(f"{pack}: engines FAILED: {message}")
+            write_json_atomic(json_path, {"pack": pack, "status": f"engine benchmark failed: {message}"})
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python3 -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and counts (smoke test)")
@@ -142,6 +164,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tune-rounds", type=int, default=2, help="tuning rounds at least")
     parser.add_argument("--tune-budget", type=float, default=120.0, help="more tuning rounds while under this (s)")
     parser.add_argument("--no-tuning", action="store_true")
+    parser.add_argument("--engines-only", action="store_true",
+                        help="only the engine comparison; the other figures of bench/results stay as they are")
+    parser.add_argument("--no-engines", action="store_true", help="skip the engine comparison")
+    parser.add_argument("--engine-rounds", type=int, default=5, help="timed rounds per engine at most")
+    parser.add_argument("--engine-budget", type=float, default=600.0, help="timed seconds per pack, about")
     parser.add_argument("--pack-timeout", type=float, default=720.0, help="seconds before a pack is stopped")
     parser.add_argument("--out", default=None,
                         help="report path (default: bench/RESULTS.md, or <work>/RESULTS.md with --quick)")
@@ -154,10 +181,20 @@ def main(args: argparse.Namespace) -> int:
     results_dir = work / "results" if args.quick else BENCH_DIR / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     out = Path(args.out) if args.out else (work / "RESULTS.md" if args.quick else BENCH_DIR / "RESULTS.md")
+    size = 1024 if args.quick else 4096
+    if not args.engines_only:
+        benchmark_everything(args, results_dir, work, size)
+    if not args.no_engines:  # after the packs: it reuses their exported models and FLOP counts
+        benchmark_engines(args, results_dir, work, size)
+    write_report(results_dir, out, PACK_NAMES)
+    log(f"report: {out}")
+    return 0
+
+
+def benchmark_everything(args, results_dir: Path, work: Path, size: int) -> None:
     machine = describe_machine()
     machine["command"] = "python3 -m bench " + " ".join(sys.argv[1:])
     log(f"machine: {machine['cpu']}, {machine['logical_cpus']} CPUs, load {machine['load_average_at_start']}")
-    size = 1024 if args.quick else 4096
     peaks = [measure_peak(args.threads, size)]
     log(f"matmul peak: {peaks[0]['peak_gflops']:.1f} GFLOP/s")
     machine["disk_write"] = measure_disk_write(work, total_mib=240 if args.quick else 1536)
@@ -170,9 +207,30 @@ def main(args: argparse.Namespace) -> int:
     machine["load_average_at_end"] = load_average()
     machine["finished_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     write_json_atomic(results_dir / "machine.json", machine)
-    write_report(results_dir, out, PACK_NAMES)
-    log(f"report: {out}")
-    return 0
+
+
+def benchmark_engines(args, results_dir: Path, work: Path, size: int) -> None:
+    """The engine comparison with its own machine record (engines_machine.json): an
+    --engines-only run may be on another CPU than the figures of the other sections."""
+    machine = describe_machine()
+    machine["command"] = "python3 -m bench " + " ".join(sys.argv[1:])
+    log(f"engines: {machine['cpu']} ({', '.join(machine['simd'])}), load {machine['load_average_at_start']}")
+    fp32_runs, reduced_runs = [measure_peak(args.threads, size)], [measure_reduced_peaks(args.threads, size)]
+    machine.update(peak=fp32_runs[0], reduced_peaks=reduced_runs[0])
+    write_json_atomic(results_dir / "engines_machine.json", machine)  # a run stopped midway keeps it
+    run_engines(args, results_dir, work)
+    fp32_runs.append(measure_peak(args.threads, size))
+    reduced_runs.append(measure_reduced_peaks(args.threads, size))
+    # the best of start and end: load only ever slows a matmul down
+    machine["peak"] = max(fp32_runs, key=lambda p: p["peak_gflops"])
+    machine["peak_runs"] = fp32_runs
+    machine["reduced_peaks"] = {precision: max((run[precision] for run in reduced_runs if precision in run),
+                                               key=lambda p: p["peak_gflops"])
+                                for precision in ("bf16", "fp16") if precision in reduced_runs[0]}
+    machine["reduced_peak_runs"] = reduced_runs
+    machine["load_average_at_end"] = load_average()
+    machine["finished_utc"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+    write_json_atomic(results_dir / "engines_machine.json", machine)
 
 
 if __name__ == "__main__":

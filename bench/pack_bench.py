@@ -88,9 +88,10 @@ def output_bytes_per_image(onnx_path: Path, feeds: dict) -> dict:
     return {"bytes_per_image": sum(o["bytes"] for o in per_output), "outputs": per_output}
 
 
-def export_all_options(entry: PackBench, checkpoint: Path, hw, work: Path) -> dict[str, dict]:
+def export_all_options(entry: PackBench, checkpoint: Path, hw, work: Path, options_by_label=None) -> dict[str, dict]:
+    """Export every output option (or those given); the first is the graph timed."""
     exports = {}
-    for index, (label, options) in enumerate(entry.output_options.items()):
+    for index, (label, options) in enumerate((options_by_label or entry.output_options).items()):
         onnx_path = work / "model" / f"{entry.pack}_{index}.onnx"
         onnx_path.parent.mkdir(parents=True, exist_ok=True)
         log(f"{entry.pack}: export '{label}' at {hw[0]}x{hw[1]}")

@@ -301,6 +301,9 @@ def write_report(results_dir: Path, out: Path, packs: Sequence[str], discussion:
     if machine:
         lines += machine_section(machine)
     lines += goals_section(results, peak, machine.get("disk_write", {}).get("mb_per_s"))
+    from bench.report_engines import engines_section
+    lines += engines_section(_read(results_dir / "engines_machine.json"),
+                             {pack: _read(results_dir / f"engines_{pack}.json") for pack in packs})
     lines += ["## Per pack", ""]
     for pack in packs:
         lines += pack_section(results[pack], peak)

@@ -117,3 +117,50 @@ def _compare_output(ref: np.ndarray, cand: np.ndarray, num_classes: int | None, 
     if ref.size % num_classes:
         raise UserError(f"{path}: {ref.size} values do not split into {num_classes} class planes")
     return compare_arrays(ref.reshape(num_classes, -1), cand.reshape(num_classes, -1), class_axis=0)
+
+
+# ---- detections (MaskRCNN_mmdet): the same objects, not the same numbers ----------------------
+
+DETECTION_IOU_MIN = 0.99     # boxes of a matched pair overlap at least this much
+DETECTION_SCORE_TOL = 1e-3   # and their scores differ by at most this
+
+
+def valid_detections(dets: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Row indices of real detections in fixed-size outputs (padding rows: label -1, score 0)."""
+    return np.flatnonzero((labels.reshape(-1) >= 0) & (dets.reshape(-1, 5)[:, 4] > 0))
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x1,y1,x2,y2 box with each row of `boxes` (widths x2-x1, as mmdet 2.x)."""
+    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = width * height
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    union = area + areas - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def match_detections(ref_dets: np.ndarray, ref_labels: np.ndarray, cand_dets: np.ndarray,
+                     cand_labels: np.ndarray, iou_min: float = DETECTION_IOU_MIN,
+                     score_tol: float = DETECTION_SCORE_TOL) -> dict:
+    """Pair reference and candidate detections one to one (same label, IoU >= iou_min, score
+    within score_tol), the reference's highest scores first, each candidate used once.
+    `fraction_matched` divides by the larger count, so missing and extra detections both count."""
+    ref_rows, cand_rows = valid_detections(ref_dets, ref_labels), valid_detections(cand_dets, cand_labels)
+    ref_dets, cand_dets = ref_dets.reshape(-1, 5).astype(np.float64), cand_dets.reshape(-1, 5).astype(np.float64)
+    ref_labels, cand_labels = ref_labels.reshape(-1), cand_labels.reshape(-1)
+    free = np.ones(len(cand_rows), dtype=bool)
+    matched = 0
+    for row in ref_rows[np.argsort(-ref_dets[ref_rows, 4], kind="stable")]:
+        if not free.any():
+            break
+        ious = box_iou(ref_dets[row, :4], cand_dets[cand_rows, :4])
+        ok = (free & (cand_labels[cand_rows] == ref_labels[row]) & (ious >= iou_min)
+              & (np.abs(cand_dets[cand_rows, 4] - ref_dets[row, 4]) <= score_tol))
+        if ok.any():
+            free[np.flatnonzero(ok)[np.argmax(ious[ok])]] = False
+            matched += 1
+    larger = max(len(ref_rows), len(cand_rows))
+    return {"reference": int(len(ref_rows)), "candidate": int(len(cand_rows)), "matched": matched,
+            "fraction_matched": matched / larger if larger else 1.0}

@@ -16,44 +16,30 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from common.cli import UserError
 
 
 def openvino_f16_outputs(model_path: str | Path, feeds_per_sample: Sequence[dict], output_names: Sequence[str],
                          threads: int | None = None) -> tuple[list[list[np.ndarray]] | None, dict]:
-    """Outputs (per sample, in `output_names` order) of the model compiled for f16, and what was
-    compiled; (None, {"skipped": why}) where OpenVINO or float16 is not available."""
+    """Outputs (per sample, in `output_names` order) of the model run by the OpenVINO backend at
+    fp16, and what ran; (None, {"skipped": why}) where OpenVINO or float16 is not available."""
     try:
-        import openvino as ov
+        from common.runtime.openvino_backend import OpenVinoBackend
+        backend = OpenVinoBackend(model_path, precision="fp16", threads=threads)
     except ImportError:
         return None, {"skipped": "openvino is not installed (pip install openvino)"}
-    core = ov.Core()
-    capabilities = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    if "FP16" not in capabilities:
-        return None, {"skipped": f"OpenVINO's CPU plugin offers no FP16 here (capabilities: {capabilities})"}
-    model = core.read_model(str(model_path))
-    first = feeds_per_sample[0]
-    model.reshape({name: list(array.shape) for name, array in first.items()})
-    config = {"INFERENCE_PRECISION_HINT": "f16"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
-    compiled = core.compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    ports = [_port_for(compiled.outputs, name, index) for index, name in enumerate(output_names)]
+    except UserError as refusal:  # the CPU or the engine cannot run f16: no second opinion, say why
+        return None, {"skipped": str(refusal)}
+    order = [backend.output_names().index(name) for name in output_names]
     outputs = []
     for feeds in feeds_per_sample:
-        result = request.infer(feeds)
-        outputs.append([np.array(result[port], copy=True) for port in ports])  # the request reuses its buffers
-    info = {"openvino": ov.__version__, "device": core.get_property("CPU", "FULL_DEVICE_NAME"),
+        produced = backend.run(feeds)
+        outputs.append([produced[index] for index in order])
+    compiled = backend.compiled
+    info = {"openvino": backend.version, "device": compiled.get_property("EXECUTION_DEVICES"),
             "inference_precision": compiled.get_property("INFERENCE_PRECISION_HINT").to_string(),
-            "capabilities": capabilities, "layer_precisions": _layer_precisions(compiled)}
+            "layer_precisions": _layer_precisions(compiled)}
     return outputs, info
-
-
-def _port_for(ports, name: str, index: int):
-    for port in ports:
-        if name in port.get_names():
-            return port
-    return ports[index]
 
 
 def _layer_precisions(compiled) -> dict[str, dict[str, int]]:

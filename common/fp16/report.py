@@ -1,11 +1,10 @@
 """The precision report: one JSON document, and the lines printed from it."""
 from __future__ import annotations
 
-import platform
-from pathlib import Path
 from typing import Sequence
 
 from common.fp16.compare import DEPARTURE_CHANGED, DEPARTURE_COSINE, OutputComparison, TensorStats, Tolerance
+from common.runtime.cpu_info import cpu_flags, cpu_model
 
 EMULATED = [
     "matrix operators (Conv, ConvTranspose, MatMul, Gemm) in float16: data, weights and bias rounded "
@@ -33,19 +32,9 @@ NOT_EMULATED = [
 
 
 def cpu_description() -> dict:
-    """The CPU the figures come from, with the float16-related ISA flags it reports."""
-    name, flags = platform.processor() or "unknown", set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    except OSError:
-        pass
+    """The CPU the figures come from, with the float16/bfloat16-related ISA flags it reports."""
     wanted = ("f16c", "avx512f", "avx512_fp16", "amx_fp16", "avx512_bf16", "amx_bf16", "amx_tile")
-    return {"model_name": name, "isa": [flag for flag in wanted if flag in flags]}
+    return {"model_name": cpu_model(), "isa": [flag for flag in wanted if flag in cpu_flags()]}
 
 
 def tensor_summary(stats: Sequence[TensorStats]) -> dict:

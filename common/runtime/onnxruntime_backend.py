@@ -8,6 +8,7 @@ import numpy as np
 from common.cli import UserError
 from common.runtime.backend import TensorSpec
 from common.runtime.graph import META_ATC_ONLY
+from common.runtime.precision import DEFAULT_PRECISION, check_precision_name
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -16,10 +17,10 @@ _ORT_DTYPES = {
 }
 
 
-def refuse_atc_only(metadata: dict, model_path: Path) -> None:
+def refuse_atc_only(metadata: dict, model_path: Path, engine: str = "ONNX Runtime") -> None:
     if META_ATC_ONLY in metadata:
         raise UserError(f"{model_path}: this graph is edited for ATC only and gives wrong results on "
-                        f"ONNX Runtime ({metadata[META_ATC_ONLY]}); run the unedited or default-fixed .onnx")
+                        f"{engine} ({metadata[META_ATC_ONLY]}); run the unedited or default-fixed .onnx")
 
 
 def session_options(threads: int | None = None):
@@ -38,12 +39,25 @@ def session_options(threads: int | None = None):
     return options
 
 
+def refuse_reduced_precision_on_ort(precision: str) -> None:
+    """ONNX Runtime's CPU provider has no reduced-precision path for these graphs: bf16 is not
+    a Conv type in ONNX (the session refuses the graph), and an fp16 graph has its Convs cast
+    back to fp32 on x86 (CastFloat16Transformer), so fp16 costs accuracy and gains nothing."""
+    if check_precision_name(precision) != "fp32":
+        raise UserError(f"--precision {precision}: ONNX Runtime's CPU provider runs these graphs in fp32 only "
+                        f"(no bf16 Conv, fp16 Convs are cast back to fp32); use --backend openvino "
+                        f"--precision {precision}")
+
+
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    precision = "fp32"
 
-    def __init__(self, model_path: str | Path, threads: int | None = None, device: str = "cpu"):
+    def __init__(self, model_path: str | Path, threads: int | None = None, device: str = "cpu",
+                 precision: str = DEFAULT_PRECISION):
         import onnxruntime as ort
 
+        refuse_reduced_precision_on_ort(precision)
         options = session_options(threads)
         providers = ["CPUExecutionProvider"]
         if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -55,6 +69,7 @@ class OnnxRuntimeBackend:
             raise UserError(f"{model_path}: ONNX Runtime cannot load the model ({first})") from None
         self.model_path = Path(model_path)
         self.providers = self.session.get_providers()
+        self.version = ort.__version__
         refuse_atc_only(self.session.get_modelmeta().custom_metadata_map, self.model_path)
 
     def input_specs(self) -> list[TensorSpec]:

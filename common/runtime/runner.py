@@ -21,6 +21,8 @@ from common.cli import UserError
 from common.files.atomic import atomic_path, remove_stale_temps, write_json_atomic
 from common.files.bins import bin_stem
 from common.runtime.backend import Backend, TensorSpec
+from common.runtime.cpu_info import cpu_model, inference_isa
+from common.runtime.precision import DEFAULT_PRECISION
 from common.runtime.samples import check_sample_sizes, collect_samples, load_sample
 
 
@@ -138,6 +140,11 @@ def _summary(files_info, times_ms, batch, backend, argv, skipped, nonfinite) -> 
         "filesinfo": files_info,
         "args": list(argv if argv is not None else sys.argv),
         "backend": backend.name,
+        "backend_version": getattr(backend, "version", None),
+        "precision": getattr(backend, "precision", DEFAULT_PRECISION),
+        # the machine kind changes between sessions: a speed figure needs the CPU beside it
+        "cpu": cpu_model(),
+        "cpu_isa": inference_isa(),
         # ais_bench's key names, kept so scripts written for its summary read this one too;
         # here the time is the backend's compute call (host memory, so no H2D/D2H copies).
         "NPU_compute_time": stats,
@@ -155,7 +162,8 @@ def _summary(files_info, times_ms, batch, backend, argv, skipped, nonfinite) -> 
 
 def print_summary(summary: dict) -> None:
     stats = summary["NPU_compute_time"]
-    print(f"[INFO] {summary['backend']}: {summary['samples']} samples, batch {summary['batchsize']}, "
+    print(f"[INFO] {summary['backend']} {summary.get('precision', DEFAULT_PRECISION)} on {summary.get('cpu', '?')}: "
+          f"{summary['samples']} samples, batch {summary['batchsize']}, "
           f"compute time (ms): min = {stats['min']:.3f}, max = {stats['max']:.3f}, "
           f"mean = {stats['mean']:.3f}, median = {stats['median']:.3f}, "
           f"percentile(99%) = {stats['percentile(99%)']:.3f}")

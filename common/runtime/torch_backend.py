@@ -15,13 +15,20 @@ import torch
 from common.cli import UserError
 from common.pipeline.packs import PACK_NAMES, pack_module
 from common.runtime.backend import TensorSpec
+from common.runtime.precision import DEFAULT_PRECISION, check_precision_name, refuse_unless_native
 from common.runtime.graph import META_OPTIONS, META_PACK, graph_inputs, load_onnx, read_metadata
+
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TorchBackend:
     name = "pytorch"
 
-    def __init__(self, onnx_path: str | Path, checkpoint: str | Path, threads: int | None = None):
+    def __init__(self, onnx_path: str | Path, checkpoint: str | Path, threads: int | None = None,
+                 precision: str = DEFAULT_PRECISION, channels_last: bool | None = None):
+        self.precision = check_precision_name(precision)
+        refuse_unless_native(self.precision, f"PyTorch {torch.__version__}")
         graph_model = load_onnx(onnx_path, load_weights=False)
         metadata = read_metadata(graph_model)
         pack = metadata.get(META_PACK)
@@ -33,10 +40,15 @@ class TorchBackend:
             torch.set_num_threads(int(threads))
         model_module = pack_module(pack, "model")
         self.module = model_module.load_pretrained(str(checkpoint), **self.model_options).eval()
+        # default: channels_last with reduced precision only (bench/RESULTS.md measures both)
+        self.channels_last = self.precision != "fp32" if channels_last is None else channels_last
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
         self._inputs = [_spec_from_value_info(v) for v in graph_inputs(graph_model)]
         self._outputs = [o.name for o in graph_model.graph.output]
         self.pack = pack
         self.model_path = Path(onnx_path)
+        self.version = torch.__version__
 
     def input_specs(self) -> list[TensorSpec]:
         return self._inputs
@@ -47,10 +59,24 @@ class TorchBackend:
     @torch.no_grad()
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         tensors = [torch.from_numpy(np.ascontiguousarray(feeds[spec.name])) for spec in self._inputs]
-        outputs = self.module(*tensors)
+        if self.channels_last:
+            tensors = [t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t for t in tensors]
+        if self.precision == "fp32":
+            outputs = self.module(*tensors)
+        else:
+            with torch.autocast("cpu", dtype=_AUTOCAST_DTYPES[self.precision]):
+                outputs = self.module(*tensors)
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)
-        return [out.detach().cpu().numpy() for out in outputs]
+        return [_as_declared(out) for out in outputs]
+
+
+def _as_declared(out: torch.Tensor) -> np.ndarray:
+    """float32 for reduced-precision float outputs (numpy has no bfloat16); layout made C-order."""
+    out = out.detach().cpu()
+    if out.is_floating_point() and out.dtype != torch.float32:
+        out = out.float()
+    return np.ascontiguousarray(out.numpy())
 
 
 def _spec_from_value_info(value_info) -> TensorSpec:
