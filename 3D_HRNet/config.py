@@ -58,4 +58,5 @@ PACK = PackConfig(
             "--save_path", "{work}/resize_edit.json"), "compare"),
     ),
     infer_flags=("--outfmt", "BIN", "--batchsize", "1"),
+    quick_real_images="to_input",
 )

@@ -57,4 +57,5 @@ PACK = PackConfig(
              "postprocess"),
     ),
     infer_flags=("--batchsize", "1"),
+    compare="detections",
 )

@@ -56,5 +56,6 @@ PACK = PackConfig(
     ),
     infer_flags=("--outfmt", "BIN", "--batchsize", "1"),
     inputs_per_image=len(VARIANTS),
+    quick_real_images="half_input",
     export_options={"lean mask (--lean-mask, 1/4 size)": ("--lean-mask",)},
 )

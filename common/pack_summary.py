@@ -7,6 +7,7 @@ file and writes `<work>/summary_row.json`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 from common.cli import script_entry
@@ -14,7 +15,11 @@ from common.files.atomic import write_json_atomic
 from common.files.json_files import lookup_number, read_json
 from common.summary.markdown import summary_markdown
 from common.pipeline.packs import PACK_NAMES, pack_config
-from common.eval.parity import compare_output_folders
+from common.runtime.precision import DEFAULT_PRECISION
+from common.summary.verdict import detection_verdict, segmentation_verdict, tolerance_for
+from common.eval.parity import compare_detection_folders, compare_output_folders
+
+REFERENCE = "pytorch"  # the run every backend is judged against (float32)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,37 +27,67 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pack", required=True, choices=PACK_NAMES)
     parser.add_argument("--work", required=True, help="the pack's work folder")
     parser.add_argument("--backend", default="onnxruntime", help="backend result name under result/")
-    parser.add_argument("--data", default="synthetic", help="what data was used (synthetic or a path)")
+    parser.add_argument("--data", default="synthetic", help="what data was used (synthetic, or the real root)")
+    parser.add_argument("--weights", default=None, help="the checkpoint file the runs used")
+    parser.add_argument("--demo-weights", action="store_true", help="the checkpoint holds demo (random) weights")
     return parser.parse_args(argv)
+
+
+def weights_label(path: str | None, demo: bool) -> str:
+    """`demo (random values)` or the real file's name with the start of its sha256, so a row says
+    which checkpoint it scored."""
+    if path is None:
+        return "not recorded"
+    if demo:
+        return f"demo (random values, {Path(path).name})"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).name} (sha256 {digest.hexdigest()[:12]})"
 
 
 def main(args: argparse.Namespace) -> int:
     config = pack_config(args.pack)
     work = Path(args.work)
-    metric_paths = {name: work / f"metric_{name}.json" for name in ("pytorch", args.backend)}
+    names = (REFERENCE, args.backend)
+    metric_paths = {name: work / f"metric_{name}.json" for name in names}
     values = {name: lookup_number(read_json(p), config.metric.key, p) for name, p in metric_paths.items()}
-    summary_paths = {name: work / "result" / f"{name}_summary.json" for name in ("pytorch", args.backend)}
+    summary_paths = {name: work / "result" / f"{name}_summary.json" for name in names}
     summaries = {name: read_json(p) for name, p in summary_paths.items()}
     for name, summary in summaries.items():
         lookup_number(summary, "samples", summary_paths[name])
         lookup_number(summary, "throughput", summary_paths[name])
-    parity = compare_output_folders(work / "result" / "pytorch", work / "result" / args.backend,
-                                    [t.dtype for t in config.outputs], [t.classes for t in config.outputs])
+    backend_run = summaries[args.backend]
+    precision = backend_run.get("precision", DEFAULT_PRECISION)
+    tolerance = tolerance_for(precision)
+    folders = (work / "result" / REFERENCE, work / "result" / args.backend)
+    parity = compare_output_folders(*folders, [t.dtype for t in config.outputs], [t.classes for t in config.outputs])
+    difference = values[args.backend] - values[REFERENCE]
     per_image = config.inputs_per_image
     row = {
-        "pack": args.pack, "backend": args.backend,
-        "images": summaries[args.backend]["samples"] // per_image,
-        "metric": config.metric.name, "pytorch": values["pytorch"], "backend_value": values[args.backend],
-        "difference": values[args.backend] - values["pytorch"], "parity_max_rel": parity.max_rel,
+        "pack": args.pack, "backend": backend_run.get("backend", args.backend), "precision": precision,
+        "data": args.data, "weights": weights_label(args.weights, args.demo_weights),
+        "images": backend_run["samples"] // per_image,
+        "metric": config.metric.name, "pytorch": values[REFERENCE], "backend_value": values[args.backend],
+        "difference": difference, "parity_max_rel": parity.max_rel,
         "parity_max_abs": parity.max_abs, "parity_cosine": parity.cosine,
         "parity_class_mismatch": parity.argmax_mismatch,
-        "throughput_img_s": summaries[args.backend]["throughput"] / per_image,
-        "pytorch_throughput_img_s": summaries["pytorch"]["throughput"] / per_image,
-        "data": args.data,
-        "status": "ok",
+        "throughput_img_s": backend_run["throughput"] / per_image,
+        "pytorch_throughput_img_s": summaries[REFERENCE]["throughput"] / per_image,
+        "cpu": backend_run.get("cpu"), "tolerance": tolerance.to_dict(),
     }
+    if config.compare == "detections":
+        labels_index = [t.name for t in config.outputs].index("labels")
+        row["detections"] = compare_detection_folders(*folders, labels_index=labels_index,
+                                                      labels_dtype=config.outputs[labels_index].dtype)
+        row["verdict"] = detection_verdict(difference, row["detections"], tolerance)
+    else:
+        row["verdict"] = segmentation_verdict(difference, parity.argmax_mismatch, parity.class_changed,
+                                              parity.class_positions, tolerance)
     write_json_atomic(work / "summary_row.json", row)
     print(summary_markdown([row]), end="")
+    print(f"{args.pack}: {row['verdict']}")
     return 0
 
 

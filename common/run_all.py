@@ -16,6 +16,8 @@ from common.cli import script_entry
 from common.collect_summary import collect
 from common.files.atomic import atomic_path
 from common.pipeline.packs import PACK_NAMES, REPO_ROOT
+from common.runtime.backend import BACKENDS
+from common.runtime.precision import DEFAULT_PRECISION, PRECISIONS
 
 
 def run_logged(command: list[str], log_path: Path) -> int:
@@ -36,6 +38,7 @@ def pack_arguments(args: argparse.Namespace) -> list[str]:
     for flag, value in (("--data-root", args.data_root), ("--weights-dir", args.weights_dir), ("--count", args.count)):
         if value is not None:
             extra += [flag, str(value)]
+    extra += ["--backend", args.backend, "--precision", args.precision]
     return extra + (["--skip-pytorch"] if args.skip_pytorch else [])
 
 
@@ -47,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--packs", default=" ".join(PACK_NAMES), help=f"space-separated subset of: {' '.join(PACK_NAMES)}")
     parser.add_argument("--count", type=int, help="images per pack")
     parser.add_argument("--skip-pytorch", action="store_true", help="no PyTorch reference runs")
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="engine of every pack's run")
+    parser.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                        help="compute precision of the backend (default fp32)")
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "results", help="where results go")
     args = parser.parse_args(argv)
     args.packs = args.packs.split()

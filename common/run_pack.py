@@ -15,15 +15,17 @@ import sys
 from pathlib import Path
 
 from common.cli import UserError, script_entry
-from common.pipeline.pack_config import PackConfig, Step, StepValues, render
+from common.data.views import make_view
+from common.pipeline.pack_config import PackConfig, RunSize, Step, StepValues, render
 from common.pipeline.packs import PACK_NAMES, pack_config, pack_dir
+from common.runtime.backend import BACKENDS
+from common.runtime.precision import DEFAULT_PRECISION, PRECISIONS
 
 # A run starts from an empty work folder, so files of an earlier run (another input size, more
 # images) never mix with this one's; the demo checkpoint is kept, it does not change. Only a
 # folder this command made (marked) is emptied: a wrong path never loses user files.
 WORK_MARKER = ".segzoo-pack-work"
 KEEP_ON_RESTART = ("demo_weights", WORK_MARKER)
-BACKEND_TAG = "onnxruntime"
 REFERENCE_TAG = "pytorch"
 
 
@@ -80,10 +82,18 @@ def demo_weights_step(config: PackConfig) -> Step:
                 ("-m", "common.demo_weights", config.name, "{weights}"), "export")
 
 
-def inference_step(config: PackConfig, tag: str) -> Step:
-    return Step(f"inference ({tag})", ("-m", "common.infer", "--model", "{onnx}", "--input", "{bins}",
-                                       "--output", "{work}/result", "--output_dirname", tag, *config.infer_flags),
-                "compare")
+def backend_tag(backend: str, precision: str) -> str:
+    """The result folder name of a run: `onnxruntime`, `openvino`, `openvino_bf16` ..."""
+    return backend if precision == DEFAULT_PRECISION else f"{backend}_{precision}"
+
+
+def inference_step(config: PackConfig, backend: str, precision: str) -> Step:
+    tag = backend_tag(backend, precision)
+    extra = () if backend == "onnxruntime" and precision == DEFAULT_PRECISION else (
+        "--backend", backend, "--precision", precision)
+    return Step(f"inference ({backend}, {precision})", (
+        "-m", "common.infer", "--model", "{onnx}", "--input", "{bins}", "--output", "{work}/result",
+        "--output_dirname", tag, *config.infer_flags, *extra), "compare")
 
 
 def reference_step() -> Step:
@@ -102,9 +112,26 @@ def writes_pictures(config: PackConfig) -> bool:
     return any("{show}" in step.argv for step in config.score)
 
 
-def summary_step(config: PackConfig, data_label: str) -> Step:
-    return Step("summary row", ("-m", "common.pack_summary", "--pack", config.name, "--work", "{work}",
-                                "--backend", BACKEND_TAG, "--data", data_label), "compare")
+def summary_step(config: PackConfig, tag: str, data_label: str, demo_weights: bool) -> Step:
+    return Step("summary row and verdict", (
+        "-m", "common.pack_summary", "--pack", config.name, "--work", "{work}", "--backend", tag,
+        "--data", data_label, "--weights", "{weights}", *(("--demo-weights",) if demo_weights else ())), "compare")
+
+
+def dataset_for_run(config: PackConfig, args: argparse.Namespace, work: Path, size: RunSize) -> tuple[Path, str]:
+    """The data root the steps read, and how the summary row names the data."""
+    count = args.count or size.images
+    if not args.data_root:
+        return work / "data", f"synthetic ({count} images)"
+    subset = args.count or (size.images if args.quick else None)
+    resize = config.quick_real_images if args.quick else "none"
+    view = make_view(config.dataset, args.data_root, work / "data", subset, size.input_hw, resize)
+    how = [f"first {subset} images" if subset else "all images"]
+    if resize != "none":
+        how.append(f"resized copies ({resize.replace('_', ' ')} {size.input_hw[0]}x{size.input_hw[1]})")
+    label = f"{Path(args.data_root).resolve()} ({', '.join(how)})"
+    print(f"\n== {config.name}: dataset view of the real files in {view}: {label}", flush=True)
+    return view, label
 
 
 def run_pack(args: argparse.Namespace) -> int:
@@ -112,7 +139,7 @@ def run_pack(args: argparse.Namespace) -> int:
     size = config.quick if args.quick else config.guide
     count = args.count or size.images
     work = prepare_work_folder(Path(args.work))
-    data = Path(args.data_root).resolve() if args.data_root else work / "data"
+    data, data_label = dataset_for_run(config, args, work, size)
     weights = _weights_path(config, args.weights_dir, work)
     values = StepValues(py=sys.executable, work=str(work), data=str(data), weights=str(weights),
                         input_hw=size.input_hw, count=count)
@@ -123,8 +150,9 @@ def run_pack(args: argparse.Namespace) -> int:
         run_step(config, demo_weights_step(config), fields)
     for step in config.prepare:
         run_step(config, step, fields)
-    backend_fields = StepValues(**{**values.__dict__, "tag": BACKEND_TAG}).fields(config)
-    run_step(config, inference_step(config, BACKEND_TAG), backend_fields)
+    tag = backend_tag(args.backend, args.precision)
+    backend_fields = StepValues(**{**values.__dict__, "tag": tag}).fields(config)
+    run_step(config, inference_step(config, args.backend, args.precision), backend_fields)
     for step in (*config.score, *config.extra):
         run_step(config, step, backend_fields)
     if args.skip_pytorch:
@@ -134,8 +162,8 @@ def run_pack(args: argparse.Namespace) -> int:
     for step in config.score:
         run_step(config, step, reference_fields)
     if writes_pictures(config):
-        run_step(config, disagreement_step(BACKEND_TAG), fields)
-    run_step(config, summary_step(config, str(args.data_root or "synthetic")), fields)
+        run_step(config, disagreement_step(tag), fields)
+    run_step(config, summary_step(config, tag, data_label, demo_weights=not args.weights_dir), fields)
     return 0
 
 
@@ -156,8 +184,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data-root", help="real data: the folder holding VOCdevkit/, cityscapes/ or coco/")
     parser.add_argument("--weights-dir", help="real weights: the folder holding the published checkpoint")
     parser.add_argument("--quick", action="store_true", help="small input size and a few images")
-    parser.add_argument("--count", type=int, default=None, help="number of synthetic images")
+    parser.add_argument("--count", type=int, default=None,
+                        help="number of images (synthetic ones; with --data-root the first N of the split)")
     parser.add_argument("--skip-pytorch", action="store_true", help="no PyTorch reference run")
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS, help="engine of the run (default onnxruntime)")
+    parser.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISIONS,
+                        help="compute precision of the backend (default fp32); the reference stays PyTorch fp32")
     args = parser.parse_args(argv)
     if args.count is not None and args.count < 1:
         parser.error("--count must be >= 1")

@@ -164,3 +164,29 @@ def match_detections(ref_dets: np.ndarray, ref_labels: np.ndarray, cand_dets: np
     larger = max(len(ref_rows), len(cand_rows))
     return {"reference": int(len(ref_rows)), "candidate": int(len(cand_rows)), "matched": matched,
             "fraction_matched": matched / larger if larger else 1.0}
+
+
+def compare_detection_folders(reference: Path, candidate: Path, boxes_index: int = 0, labels_index: int = 1,
+                              labels_dtype: str = "int32") -> dict:
+    """Detections of every image (`<stem>_<boxes_index>.bin` N x 5, `<stem>_<labels_index>.bin` N)
+    matched one to one between two result folders, summed over the images."""
+    reference, candidate = Path(reference), Path(candidate)
+    totals = {"reference": 0, "candidate": 0, "matched": 0, "images": 0}
+    for ref_boxes in list_bins(reference):
+        stem, index = split_output_name(ref_boxes)
+        if index != boxes_index:
+            continue
+        arrays = {}
+        for side, folder in (("ref", reference), ("cand", candidate)):
+            boxes_path, labels_path = folder / f"{stem}_{boxes_index}.bin", folder / f"{stem}_{labels_index}.bin"
+            for path in (boxes_path, labels_path):
+                if not path.is_file():
+                    raise UserError(f"{path}: missing, the other run has {ref_boxes.name}")
+            arrays[side] = (np.fromfile(boxes_path, np.float32), np.fromfile(labels_path, labels_dtype))
+        found = match_detections(*arrays["ref"], *arrays["cand"])
+        for key in ("reference", "candidate", "matched"):
+            totals[key] += found[key]
+        totals["images"] += 1
+    larger = max(totals["reference"], totals["candidate"])
+    totals["fraction_matched"] = totals["matched"] / larger if larger else 1.0
+    return totals

@@ -74,6 +74,13 @@ class PackConfig:
     infer_flags: tuple[str, ...] = ()  # the guide's extra inference flags
     inputs_per_image: int = 1  # model inputs made from one image (Wseg: 8 scales/flips)
     export_options: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # label -> export flags
+    # How the backend's outputs are judged against PyTorch's: "classes" (per-pixel class) or
+    # "detections" (matched one to one); see common/summary/verdict.py.
+    compare: str = "classes"
+    # Real images in a --quick run: "none" (as they are), "to_input" (resized to the input size:
+    # the model takes whole frames), "half_input" (long side <= half the input: the pad holds
+    # the image at scale 2). See common/data/views.py.
+    quick_real_images: str = "none"
     notes: str = ""
 
     def steps_of(self, kind: str) -> list[Step]:

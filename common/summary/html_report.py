@@ -28,7 +28,7 @@ from common.cli import UserError
 from common.data.images import read_image_rgb
 from common.files.atomic import write_text_atomic
 from common.files.json_files import read_json
-from common.summary.markdown import format_cell
+from common.summary.markdown import SUMMARY_COLUMNS, cell_value, format_cell
 from common.viz.disagreement import ShowPair, compare_pair, count_text, draw_disagreement, pair_show_dirs
 from common.viz.draw import (colourize, legend_entries, resize_class_map, resize_image, resize_mask, save_jpeg,
                              save_png, scale_hw, with_legend)
@@ -41,13 +41,6 @@ THUMB_FONT_PX = 11
 JPEG_QUALITY = 80
 IMAGES_PER_PACK = 2
 REFERENCE_RUN = "pytorch"
-TABLE_COLUMNS = (  # (row key, heading)
-    ("pack", "pack"), ("data", "data"), ("weights", "weights"), ("verdict", "verdict"),
-    ("backend", "backend"), ("images", "images"), ("metric", "metric"), ("pytorch", "PyTorch"),
-    ("backend_value", "backend"), ("difference", "difference"), ("parity_max_rel", "max rel. output diff"),
-    ("parity_class_mismatch", "pixels of another class"), ("throughput_img_s", "backend img/s"),
-    ("status", "status"),
-)
 DEMO_NOTE = ("Demo weights (random values in the original checkpoint format) predict noise: these "
              "pictures show that every step runs and where two backends differ, not what the model can do.")
 DEMO_MARK = " <strong>(random values: the predictions are noise)</strong>"
@@ -82,7 +75,7 @@ def weights_are_demo(row: Mapping) -> bool | None:
     weights = row.get("weights")
     if weights is None:
         return None
-    return "demo" in str(weights).lower()
+    return str(weights).startswith("demo")
 
 
 # ---- thumbnails --------------------------------------------------------------------------------
@@ -271,14 +264,15 @@ def verdict_class(verdict) -> str:
 
 
 def table_html(rows: Sequence[Mapping]) -> str:
-    present = [(key, head) for key, head in TABLE_COLUMNS if any(key in row for row in rows) or key == "pack"]
+    present = [(key, head) for key, head in SUMMARY_COLUMNS
+               if key in ("pack", "verdict") or any(cell_value(row, key) is not None for row in rows)]
     lines = ["<table class=\"summary\">", "<tr>" + "".join(f"<th>{esc(h)}</th>" for _, h in present) + "</tr>"]
     for row in rows:
         cells = []
         for key, _ in present:
             css = verdict_class(row.get(key)) if key == "verdict" else ""
             attr = f" class=\"{css}\"" if css else ""
-            cells.append(f"<td{attr}>{esc(format_cell(row.get(key)))}</td>")
+            cells.append(f"<td{attr}>{esc(format_cell(cell_value(row, key)))}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
     return "\n".join(lines + ["</table>"])
 

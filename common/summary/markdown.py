@@ -7,17 +7,31 @@ from typing import Mapping, Sequence
 from common.files.atomic import write_json_atomic, write_text_atomic
 
 
-SUMMARY_COLUMNS = ("pack", "backend", "images", "metric", "pytorch", "backend_value", "difference",
-                   "parity_max_rel", "parity_class_mismatch", "throughput_img_s")
+# (row key, column title); a row of a pack that did not run holds only "pack" and "status".
+SUMMARY_COLUMNS = (
+    ("pack", "pack"), ("backend", "backend"), ("precision", "precision"), ("data", "data"),
+    ("weights", "weights"), ("images", "images"), ("metric", "metric"), ("pytorch", "PyTorch"),
+    ("backend_value", "backend"), ("difference", "difference"), ("parity_max_rel", "max rel. output diff"),
+    ("parity_class_mismatch", "pixels of another class"), ("detections_matched", "detections matched"),
+    ("throughput_img_s", "backend img/s"), ("verdict", "verdict"),
+)
 
 
 def summary_markdown(rows: Sequence[Mapping]) -> str:
-    header = ("| pack | backend | images | metric | PyTorch | backend | difference | "
-              "max rel. output diff | pixels of another class | backend img/s |")
-    lines = [header, "|" + "---|" * len(SUMMARY_COLUMNS)]
+    lines = ["| " + " | ".join(title for _, title in SUMMARY_COLUMNS) + " |",
+             "|" + "---|" * len(SUMMARY_COLUMNS)]
     for row in rows:
-        lines.append("| " + " | ".join(format_cell(row.get(col)) for col in SUMMARY_COLUMNS) + " |")
+        lines.append("| " + " | ".join(format_cell(cell_value(row, key)) for key, _ in SUMMARY_COLUMNS) + " |")
     return "\n".join(lines) + "\n"
+
+
+def cell_value(row: Mapping, key: str):
+    if key == "detections_matched" and row.get("detections"):
+        found = row["detections"]
+        return f"{found['matched']} of {max(found['reference'], found['candidate'])}"
+    if key == "verdict" and "verdict" not in row:
+        return row.get("status")  # the pack did not run to the end
+    return row.get(key)
 
 
 def format_cell(value) -> str:
