@@ -128,8 +128,8 @@ def _assemble_batch(batch_samples: list[list[Path]], specs: Sequence[TensorSpec]
 def _record(files_info: dict, batch_samples, result_dir: Path, num_outputs: int, outfmt: str, first_id: int) -> None:
     for offset, sample in enumerate(batch_samples):
         files_info[str(first_id + offset)] = {
-            "infiles": [str(p) for p in sample],
-            "outfiles": [str(p) for p in output_paths(result_dir, bin_stem(sample[0]), num_outputs, outfmt)],
+            "infiles": [os.path.abspath(p) for p in sample],  # found from any folder (postprocess metadata)
+            "outfiles": [os.path.abspath(p) for p in output_paths(result_dir, bin_stem(sample[0]), num_outputs, outfmt)],
         }
 
 

@@ -12,13 +12,12 @@ import sys
 
 import pytest
 
-from common.pipeline.packs import PACK_NAMES, REPO_ROOT
+from common.pipeline.packs import PACK_NAMES, REPO_ROOT, pack_config
 
 pytestmark = pytest.mark.slow
 
 
-# --classes given to pack_summary in each run_pack.sh: packs whose outputs are class scores
-CLASS_OUTPUT_PACKS = {"RefineNet", "3D_HRNet", "PointRend", "Wseg"}
+CLASS_OUTPUT_PACKS = {pack for pack in PACK_NAMES if pack_config(pack).compare == "classes"}
 
 
 @pytest.mark.parametrize("pack", PACK_NAMES)
@@ -29,15 +28,16 @@ def test_run_pack_quick_runs_every_step_and_the_backends_agree(pack, tmp_path):
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     row = json.loads((work / "summary_row.json").read_text())
-    assert row["pack"] == pack and row["status"] == "ok" and row["images"] >= 1
-    # quick sizes: ONNX Runtime reproduces PyTorch (see each pack's parity tests for the bounds)
-    assert row["parity_max_rel"] < 1e-4, row
-    assert abs(row["difference"]) < 1e-6, row
+    assert row["pack"] == pack and row["images"] >= 1
+    # quick sizes: ONNX Runtime reproduces PyTorch within the fp32 tolerances (a near-tied pixel
+    # may flip on another CPU; the verdict's tolerance allows for it, nothing more)
+    assert row["verdict"] == "agree", row
+    assert row["data"].startswith("synthetic") and row["weights"].startswith("demo (random values")
+    assert f"{pack}: agree" in result.stdout  # the verdict is printed too
     if pack in CLASS_OUTPUT_PACKS:
-        assert row["parity_class_mismatch"] == 0.0, row
+        assert row["parity_max_rel"] < 1e-4, row
     else:
-        assert row["parity_class_mismatch"] is None
-    assert f"| {pack} | onnxruntime |" in result.stdout  # the summary row is printed too
+        assert row["detections"]["fraction_matched"] == 1.0, row
     if pack in CLASS_OUTPUT_PACKS:  # pictures of both runs, compared (what report.html shows)
         shown = {run: sorted(p.name for p in (work / "show" / run).glob("*_classes.png"))
                  for run in ("pytorch", "onnxruntime")}
