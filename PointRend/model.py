@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.checkpoint import extract_state_dict, load_strict, read_checkpoint
+from common.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.cli import UserError
 from common.demo_weights import as_numpy, random_state_dict, save_numpy_pickle
 from pointrend_constants import (DEFAULT_INPUT_HW, NUM_CLASSES, PIXEL_MEAN_BGR, PIXEL_STD_BGR,  # noqa: F401
@@ -403,15 +403,17 @@ def build_model(num_classes: int = NUM_CLASSES, subdivision_steps: int = SUBDIVI
                            class_map_dtype, return_point_indices, input_hw).eval()
 
 
+CHECKPOINT_LAYOUT = WeightsLayout(manifest=MODEL_NAME, sub_keys=("model",),
+                                  drop_keys=("pixel_mean", "pixel_std"))
+
+
 def load_pretrained(path: str | Path, **options) -> PointRendSemSeg:
     """Build the network and load `model_final_cf6ac1.pkl` (or a file of its format) strictly."""
-    container = read_checkpoint(path)
-    model = _build_uninitialised(**options)
+    container = read_checkpoint(path, CHECKPOINT_LAYOUT)
     if isinstance(container, dict) and isinstance(container.get("model"), dict):
         _check_pixel_stats(container["model"], path)
-    state = extract_state_dict(container, path, sub_keys=("model",),
-                               drop_keys=("pixel_mean", "pixel_std"))
-    load_strict(model, state, path)
+    model = _build_uninitialised(**options)
+    load_container_into(model, container, path, layout=CHECKPOINT_LAYOUT)
     return model.eval()
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.checkpoint import load_checkpoint_into
+from common.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.demo_weights import random_state_dict, save_torch_checkpoint
 
 NUM_CLASSES = 21  # background + 20 VOC classes
@@ -291,11 +291,15 @@ def _build_uninitialised(lean_mask: bool = False) -> WsegNet:
     return model.eval()
 
 
+CHECKPOINT_LAYOUT = WeightsLayout(manifest="Wseg", strip_prefixes=("module.",),
+                                  tolerated_missing_suffixes=TOLERATED_MISSING)
+
+
 def load_pretrained(checkpoint: str | Path, lean_mask: bool = False) -> WsegNet:
     """Load `model_enc_e020Xs0.928.pth` (bare state_dict, maybe CUDA-saved) strictly."""
+    container = read_checkpoint(checkpoint, CHECKPOINT_LAYOUT)  # a bad file fails before the build
     model = _build_uninitialised(lean_mask=lean_mask)
-    load_checkpoint_into(model, checkpoint, strip_prefixes=("module.",),
-                         tolerated_missing_suffixes=TOLERATED_MISSING)
+    load_container_into(model, container, checkpoint, layout=CHECKPOINT_LAYOUT)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval()
