@@ -13,6 +13,7 @@ import torch
 
 import model
 from common.cli import UserError, script_entry
+from common.config_reader import check_flag
 from common.onnx_tools import export_onnx
 from common.validate import output_file_parent
 
@@ -35,6 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     output_file_parent(args.save_path)  # before the slow load and export, not after them
+    if args.static_batch is not None:
+        check_flag("--static_batch", args.static_batch, minimum=1)
     height, width = args.input_hw
     if height < 32 or width < 32:
         # below 32 pixels the 1/32 branch would be a single pixel or less

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 import model
-from common.cli import UserError, script_entry
-from common.onnx_tools import export_onnx
+from common.cli import script_entry
+from common.onnx_tools import check_opset, export_onnx
 from common.validate import output_file_parent
 
 PACK = "MaskRCNN_mmdet"
@@ -52,8 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     output_file_parent(args.output_file)  # before the slow load and export, not after them
     checkpoint = Path(args.paths[-1])
-    if args.opset < MIN_OPSET:
-        raise UserError(f"--opset {args.opset}: the graph needs opset >= {MIN_OPSET}")
+    check_opset(args.opset, minimum=MIN_OPSET)
     legacy = args.opset < ROI_ALIGN_HALF_PIXEL_OPSET
     if legacy:
         print(f"opset {args.opset}: RoIAlign exported as RoiAlign-10 with RoIs shifted by half a cell "
