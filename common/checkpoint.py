@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from common.checkpoint_scan import (LEGACY_TORCH_HEAD, QUANTIZED_DTYPES, ArrayRecord, TensorRecord, iter_records,
-                                    materialise, overlapping_view, scan_checkpoint)
+                                    materialise, overlapping_view, scan_checkpoint,
+                                    verify_zip_checksums)
 from common.cli import UserError
 
 REPORT_FIRST_N = 5
@@ -103,6 +104,8 @@ def read_checkpoint(path: str | Path, layout: WeightsLayout | None = None) -> ob
     _check_declared_weights(scanned.tree, path, layout)
     if file_format == "pickle":
         return materialise(scanned.tree)
+    if file_format == "torch-zip":
+        verify_zip_checksums(path)
     return _read_torch(path)
 
 

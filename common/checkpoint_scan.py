@@ -21,6 +21,7 @@ import functools
 import io
 import math
 import pickle
+import pickletools
 import struct
 import warnings
 import zipfile
@@ -144,10 +145,10 @@ class ArrayRecord:
 
     def materialise(self) -> np.ndarray:
         order = "F" if self.fortran_order else "C"
-        # One writable copy of the bytes already read (torch.from_numpy warns on read-only
-        # arrays); the record lets go of its bytes, so at most one array exists twice.
-        data, self.data = bytearray(self.data), None
-        return np.frombuffer(data, dtype=self.dtype).reshape(self.shape, order=order)
+        # One writable copy owned by numpy (torch.from_numpy warns on read-only arrays); the
+        # record lets go of its bytes, so at most one array exists twice.
+        data, self.data = self.data, None
+        return np.frombuffer(data, dtype=self.dtype).reshape(self.shape, order=order).copy(order="K")
 
 
 QUANTIZED_DTYPES = frozenset({torch.qint8, torch.quint8, torch.qint32, torch.quint4x2, torch.quint2x4})
@@ -464,6 +465,7 @@ class _Unpickled:
 def _unpickle(handle, path: Path, *, torch_file: bool, legacy: bool = False) -> _Unpickled:
     unpickler = _ScanUnpickler(handle, torch_file=torch_file, legacy=legacy)
     try:
+        _check_opcodes(handle)
         result = unpickler.load()
     except RefusedGlobal as err:
         raise UserError(f"{path}: refused to load: unpickling it would call {err.name} (code, not "
@@ -477,6 +479,49 @@ def _unpickle(handle, path: Path, *, torch_file: bool, legacy: bool = False) -> 
         raise UserError(f"{path}: not a readable {kind} ({type(err).__name__}: "
                         f"{_first_line(err)[:120]})") from None
     return _Unpickled(result, unpickler.storages)
+
+
+_OPCODES = {op.code.encode("latin1"): op for op in pickletools.opcodes}
+_COUNT_FORMATS = {pickletools.TAKEN_FROM_ARGUMENT1: "<B", pickletools.TAKEN_FROM_ARGUMENT4: "<i",
+                  pickletools.TAKEN_FROM_ARGUMENT4U: "<I", pickletools.TAKEN_FROM_ARGUMENT8U: "<Q"}
+
+
+def _check_opcodes(handle) -> None:
+    """Walk the opcodes once, skipping their data: a length field longer than what is left of
+    the file is an error here, where the C unpickler would first try to allocate it (and
+    CPython prints a stray SystemError when that fails)."""
+    start = handle.tell()
+    end = handle.seek(0, io.SEEK_END)
+    handle.seek(start)
+    while True:
+        code = handle.read(1)
+        if not code:
+            raise EOFError("pickle data was truncated")
+        op = _OPCODES.get(code)
+        if op is None:
+            raise pickle.UnpicklingError(f"invalid load key, {code!r}")
+        argument = op.arg
+        if argument is None:
+            pass
+        elif argument.n >= 0:
+            handle.seek(argument.n, io.SEEK_CUR)
+        elif argument.n == pickletools.UP_TO_NEWLINE:
+            for _ in range(2 if argument.name == "stringnl_noescape_pair" else 1):
+                if not handle.readline().endswith(b"\n"):
+                    raise EOFError("pickle data was truncated")
+        else:
+            count_format = _COUNT_FORMATS[argument.n]
+            field = handle.read(struct.calcsize(count_format))
+            (count,) = struct.unpack(count_format, field)  # struct.error if cut short
+            left = end - handle.tell()
+            if count < 0 or count > left:
+                raise pickle.UnpicklingError(f"{op.name} declares {count} bytes, {max(left, 0)} are left")
+            handle.seek(count, io.SEEK_CUR)
+        if handle.tell() > end:
+            raise EOFError("pickle data was truncated")
+        if op.name == "STOP":
+            break
+    handle.seek(start)
 
 
 def _first_line(err: BaseException) -> str:
@@ -499,14 +544,16 @@ def _scan_zip(path: Path) -> ScannedCheckpoint:
             if pickle_name not in records:
                 raise UserError(f"{path}: not a torch checkpoint: the zip has no {pickle_name}")
             pickle_bytes = archive.read(pickle_name)
-            _verify_checksums(archive, records.values())
             byteorder = records.get(f"{prefix}/byteorder")
             if byteorder is not None and archive.read(byteorder.filename).strip() not in (b"little", b"big"):
                 raise UserError(f"{path}: not a readable torch checkpoint (byteorder record is "
                                 "neither 'little' nor 'big')")
     except ZIP_DATA_ERRORS as err:
+        detail = _first_line(err)[:120]
+        if detail == "File is not a zip file":  # it starts like one: the end is what is missing
+            detail = "it starts as a zip but has no zip directory at its end"
         raise UserError(f"{path}: not a readable torch checkpoint (cut short or corrupted: "
-                        f"{_first_line(err)[:120]})") from None
+                        f"{detail})") from None
     unpickled = _unpickle(io.BytesIO(pickle_bytes), path, torch_file=True)
     for storage in unpickled.storages.values():
         record = records.get(f"{prefix}/data/{storage.key}")
@@ -522,13 +569,18 @@ def _scan_zip(path: Path) -> ScannedCheckpoint:
 _CHECKSUM_CHUNK = 16 << 20
 
 
-def _verify_checksums(archive: zipfile.ZipFile, records) -> None:
+def verify_zip_checksums(path: Path) -> None:
     """Read every record once, in chunks, so zipfile compares its CRC-32 (torch.load does
-    not: a flipped bit in a storage would load as a silently different weight)."""
-    for info in records:
-        with archive.open(info) as record:
-            while record.read(_CHECKSUM_CHUNK):
-                pass
+    not: a flipped bit in a storage would load as a silently different weight). Run after the
+    structure passed, so a record's declared size is known to be bounded."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as record:
+                    while record.read(_CHECKSUM_CHUNK):
+                        pass
+    except ZIP_DATA_ERRORS as err:
+        raise UserError(f"{path}: not a readable torch checkpoint (corrupted: {_first_line(err)[:120]})") from None
 
 
 def _zip_records(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:

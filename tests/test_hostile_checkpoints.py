@@ -232,6 +232,13 @@ def build_legacy_without_data(path):
     return hf.write_legacy_torch(path, tensor_tree(w=hf.FakeTensor(storage, (2,))), {"0": (2, bytes(8))}, keys=[])
 
 
+def build_pkl_length_past_the_end(path):
+    """A protocol-5 BYTEARRAY8 declaring 2**62 bytes in a 14-byte file (the C unpickler would
+    try to allocate it, and CPython prints a stray SystemError when that fails)."""
+    path.write_bytes(b"\x80\x05\x96" + (1 << 62).to_bytes(8, "little") + b"abc")
+    return path
+
+
 def pointrend_tree(**arrays) -> dict:
     return {"model": dict(arrays), "__author__": "Detectron2 Model Zoo"}
 
@@ -304,6 +311,8 @@ CASES = {  # id: (pack, builder, fragments of the line after "error: <file>: ")
                                 "values before any data"),
     "pkl array without its bytes": ("PointRend", build_pkl_setstate_bomb, "tensor 'model/w' declares [200000000] "
                                     "float64 (1600000000 bytes); the file holds 0 bytes for it"),
+    "pkl length field past the end": ("PointRend", build_pkl_length_past_the_end, "(UnpicklingError: BYTEARRAY8 "
+                                      "declares 4611686018427387904 bytes, 3 are left)"),
     "pkl object array": ("PointRend", build_pkl_object_array, "tensor 'model/w' is a numpy object array"),
     "pkl text array": ("PointRend", build_pkl_text_array, "is a numpy <U3 array (text), not numbers"),
     "pkl scalar without its bytes": ("PointRend", build_pkl_bad_scalar, "damaged: a numpy float64 scalar without "
@@ -537,8 +546,8 @@ def test_random_damage_to_a_valid_checkpoint_loads_or_is_one_line(kind, data, tm
         assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), lines
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(head=st.sampled_from([b"", b"PK\x03\x04", b"\x80\x02", TINY_FILES["legacy"][:14]]),
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(head=st.sampled_from([b"", b"PK\x03\x04", b"\x80\x02", b"\x80\x05", TINY_FILES["legacy"][:14]]),
        body=st.binary(min_size=1, max_size=400))
 def test_random_bytes_are_one_line(head, body, tmp_path, capsys):
     path = tmp_path / "random.pth"
