@@ -4,7 +4,7 @@ Nothing here executes code from a checkpoint file, and nothing is allocated from
 merely declares: its structure is read first with stand-ins for tensors and arrays
 (common.checkpoint_scan) and checked against the file and the pack's manifest; then torch
 files go through `torch.load(weights_only=True)` with only the globals those files need
-allowlisted, and pickles (`.pkl`, detectron2 style) become numpy arrays over the bytes read.
+allowlisted, and pickles (`.pkl`, detectron2 style) become numpy arrays of the bytes read.
 After loading, every tensor is checked against the network (names, shapes, dtypes, NaN/Inf)
 before a single weight is copied into it.
 """
@@ -72,8 +72,9 @@ def _import_optional(module_name: str):
 class WeightsLayout:
     """Where a pack's weights sit in its checkpoint file, and which manifest lists them.
 
-    `manifest` names common/manifests/<manifest>.keys.json: with it, names, dtypes and sizes
-    are checked against the published checkpoint before any tensor data is read.
+    `manifest` names common/manifests/<manifest>.keys.json: with it, stride-0 views and the
+    bytes the weights declare are checked against the published checkpoint before any tensor
+    data is read.
     `sub_keys`: names of the sub-dict holding the weights, tried in order (e.g. "model");
     a container that is itself a flat tensor dict is accepted as is. A prefix in
     `strip_prefixes` is removed when every key carries it; `drop_keys` are ignored (training

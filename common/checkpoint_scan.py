@@ -11,7 +11,7 @@ the bytes the file holds), and no storage is read. `scan_checkpoint` checks the 
 the file itself: each storage exists, is stored uncompressed and has the declared size, each
 view stays inside its storage, each array's bytes are exactly what its shape needs, no tensor
 is sparse, quantized, meta or nested. Only what passes is read for real (`materialise` for
-pickles: zero-copy arrays over the bytes already read; torch.load for torch files), so what is
+pickles: arrays of the bytes already read; torch.load for torch files), so what is
 allocated is bounded by what the file holds. The checks against a pack's manifest (names,
 dtypes, how many bytes the weights may hold) are in common/checkpoint.py.
 """
