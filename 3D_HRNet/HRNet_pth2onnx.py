@@ -12,6 +12,7 @@ import argparse
 import torch
 
 from common.cli import UserError, script_entry
+from common.files.config_reader import check_flag
 from common.files.folders import output_file_parent
 from common.runtime.export import export_onnx
 from hrnet3d import model
@@ -32,6 +33,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     output_file_parent(args.save_path)  # before the slow load and export, not after them
+    if args.static_batch is not None:
+        check_flag("--static-batch", args.static_batch, minimum=1)
     height, width = args.input_hw
     if height < 32 or width < 32:
         # below 32 pixels the 1/32 branch would be a single pixel or less

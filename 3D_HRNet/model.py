@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.weights.checkpoint import load_container_into, read_checkpoint
+from common.weights.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.weights.demo import random_state_dict, save_torch_checkpoint
 from hrnet3d.config import NUM_CLASSES
 # W48: stage-2/3/4 branch widths; every stage block is a BasicBlock, 4 per branch.
@@ -294,14 +294,17 @@ def build_model(num_classes: int = NUM_CLASSES) -> HRNetOCR:
     return HRNetOCR(num_classes=num_classes).eval()
 
 
+CHECKPOINT_LAYOUT = WeightsLayout(manifest=MANIFEST_NAME, sub_keys=CHECKPOINT_SUB_KEYS,
+                                  strip_prefixes=(CHECKPOINT_PREFIX,), drop_keys=(LOSS_KEY,))
+
+
 def load_pretrained(path: str | Path, num_classes: int = NUM_CLASSES) -> HRNetOCR:
     """Load the published checkpoint strictly: flat or under 'state_dict', keys prefixed
     'model.', the training loss buffer 'loss.criterion.weight' dropped. Any other missing,
     extra or wrong-shape key is a UserError naming it."""
-    container = read_checkpoint(path)  # an unreadable file fails before the 70M-parameter build
+    container = read_checkpoint(path, CHECKPOINT_LAYOUT)  # fails before the 70M-parameter build
     model = HRNetOCR(num_classes=num_classes)
-    load_container_into(model, container, path, sub_keys=CHECKPOINT_SUB_KEYS,
-                        strip_prefixes=(CHECKPOINT_PREFIX,), drop_keys=(LOSS_KEY,))
+    load_container_into(model, container, path, layout=CHECKPOINT_LAYOUT)
     return model.eval()
 
 

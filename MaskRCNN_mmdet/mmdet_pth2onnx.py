@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from common.cli import UserError, script_entry
+from common.cli import script_entry
 from common.files.folders import output_file_parent
-from common.runtime.export import export_onnx
+from common.runtime.export import check_opset, export_onnx
 from maskrcnn_mmdet import model
 from maskrcnn_mmdet.config import INPUT_NAMES, OUTPUT_NAMES, PACK
 # ONNX RoiAlign gained coordinate_transformation_mode (half_pixel = aligned=True) in opset 16.
@@ -49,8 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     output_file_parent(args.output_file)  # before the slow load and export, not after them
     checkpoint = Path(args.paths[-1])
-    if args.opset < MIN_OPSET:
-        raise UserError(f"--opset {args.opset}: the graph needs opset >= {MIN_OPSET}")
+    check_opset(args.opset, minimum=MIN_OPSET)
     legacy = args.opset < ROI_ALIGN_HALF_PIXEL_OPSET
     if legacy:
         print(f"opset {args.opset}: RoIAlign exported as RoiAlign-10 with RoIs shifted by half a cell "

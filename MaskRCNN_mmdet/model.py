@@ -26,7 +26,7 @@ import torchvision
 from torch import nn
 from torchvision.ops import nms, roi_align
 
-from common.weights.checkpoint import load_checkpoint_into
+from common.weights.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.cli import UserError
 from common.data.coco import COCO_CLASSES
 from common.weights.demo import random_state_dict, save_torch_checkpoint
@@ -387,6 +387,10 @@ def build_model(input_hw=None, labels_int32: bool = False, legacy_roi_align: boo
     return MaskRCNN(input_hw, labels_int32, legacy_roi_align)
 
 
+CHECKPOINT_LAYOUT = WeightsLayout(manifest=MODEL_NAME, sub_keys=("state_dict",), strip_prefixes=("module.",),
+                                  tolerated_missing_suffixes=("num_batches_tracked",))
+
+
 def load_pretrained(path: str | Path, input_hw=None, labels_int32: bool = False,
                     legacy_roi_align: bool = False) -> MaskRCNN:
     """Strict load of an mmcv-runner checkpoint (`state_dict` under the top level, `meta` ignored).
@@ -394,9 +398,9 @@ def load_pretrained(path: str | Path, input_hw=None, labels_int32: bool = False,
     Only BatchNorm's `num_batches_tracked` may be absent (files saved by old torch); any
     other missing, extra or wrongly shaped key is a UserError naming it.
     """
+    container = read_checkpoint(path, CHECKPOINT_LAYOUT)  # a bad file fails before the build
     model = build_model(input_hw, labels_int32, legacy_roi_align)
-    load_checkpoint_into(model, path, sub_keys=("state_dict",), strip_prefixes=("module.",),
-                         tolerated_missing_suffixes=("num_batches_tracked",))
+    load_container_into(model, container, path, layout=CHECKPOINT_LAYOUT)
     return model.eval()
 
 

@@ -19,102 +19,47 @@ from pathlib import Path
 import torch
 
 from pointrend import model
-from common.cli import UserError, script_entry
+from common.cli import script_entry
 from common.runtime.export import export_onnx
 from common.files.folders import output_file_parent
+from common.files.config_reader import Setting, check_flag, defaults_of, read_config_chain
 
 PACK = "PointRend"
-# Effective values of pointrend_semantic_R_101_FPN_1x_cityscapes.yaml with its bases.
-CITYSCAPES_CONFIG = {
-    "MODEL.RESNETS.DEPTH": 101,
-    "MODEL.RESNETS.STRIDE_IN_1X1": True,
-    "MODEL.SEM_SEG_HEAD.NUM_CLASSES": model.NUM_CLASSES,
-    "MODEL.POINT_HEAD.NUM_CLASSES": model.NUM_CLASSES,
-    "MODEL.POINT_HEAD.COARSE_PRED_EACH_LAYER": False,
-    "MODEL.POINT_HEAD.SUBDIVISION_STEPS": model.SUBDIVISION_STEPS,
-    "MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS": model.SUBDIVISION_NUM_POINTS,
-    "MODEL.PIXEL_MEAN": list(model.PIXEL_MEAN_BGR),
-    "MODEL.PIXEL_STD": list(model.PIXEL_STD_BGR),
-    "INPUT.FORMAT": "BGR",
-    "INPUT.MIN_SIZE_TEST": model.DEFAULT_INPUT_HW[0],
-    "INPUT.MAX_SIZE_TEST": model.DEFAULT_INPUT_HW[1],
-}
-# Values this network hard-wires: a config that says otherwise describes another model.
-FIXED_KEYS = ("MODEL.RESNETS.DEPTH", "MODEL.RESNETS.STRIDE_IN_1X1",
-              "MODEL.POINT_HEAD.COARSE_PRED_EACH_LAYER", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD",
-              "INPUT.FORMAT")
-MAX_BASE_DEPTH = 10
+# The settings of pointrend_semantic_R_101_FPN_1x_cityscapes.yaml (with its bases) that this
+# network depends on; defaults are that config's values.
+CONFIG_SETTINGS = (
+    Setting("MODEL.RESNETS.DEPTH", "int", fixed=101),
+    Setting("MODEL.RESNETS.STRIDE_IN_1X1", "bool", fixed=True),
+    Setting("MODEL.SEM_SEG_HEAD.NUM_CLASSES", "int", minimum=1, fixed=model.NUM_CLASSES,
+            reason="the Cityscapes classes the postprocess scores"),
+    Setting("MODEL.POINT_HEAD.NUM_CLASSES", "int", minimum=1, fixed=model.NUM_CLASSES,
+            reason="the Cityscapes classes the postprocess scores"),
+    Setting("MODEL.POINT_HEAD.COARSE_PRED_EACH_LAYER", "bool", fixed=False),
+    Setting("MODEL.POINT_HEAD.SUBDIVISION_STEPS", "int", minimum=1, fixed=model.SUBDIVISION_STEPS,
+            reason="the coarse logits are at 1/4 of the input and each step doubles them"),
+    Setting("MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS", "int", model.SUBDIVISION_NUM_POINTS, minimum=1),
+    Setting("MODEL.PIXEL_MEAN", "float", length=3, fixed=tuple(model.PIXEL_MEAN_BGR)),
+    Setting("MODEL.PIXEL_STD", "float", length=3, fixed=tuple(model.PIXEL_STD_BGR)),
+    Setting("INPUT.FORMAT", "str", fixed="BGR"),
+    Setting("INPUT.MIN_SIZE_TEST", "int", model.DEFAULT_INPUT_HW[0], minimum=32, multiple_of=32),
+    Setting("INPUT.MAX_SIZE_TEST", "int", model.DEFAULT_INPUT_HW[1], minimum=32, multiple_of=32),
+)
 
 
 def read_config(path: str | Path | None) -> tuple[dict, list[Path]]:
-    """The values of CITYSCAPES_CONFIG overridden by the file and its readable `_BASE_` chain."""
-    values = dict(CITYSCAPES_CONFIG)
+    """The settings from the file and its readable `_BASE_` chain (defaults where absent);
+    a missing file means the Cityscapes config's values."""
     if path is None or not Path(path).is_file():
-        return values, []
-    chain = _config_chain(Path(path))
-    for config_file in reversed(chain):  # bases first, the named file last
-        flat = _flatten(_load_yaml(config_file))
-        values.update({key: flat[key] for key in CITYSCAPES_CONFIG if key in flat})
-    _check_config(values, path)
-    return values, chain
-
-
-def _config_chain(path: Path) -> list[Path]:
-    chain = [path]
-    while len(chain) <= MAX_BASE_DEPTH:
-        base = _load_yaml(chain[-1]).get("_BASE_")
-        if not base:
-            break
-        base_path = (chain[-1].parent / str(base)).resolve()
-        if not base_path.is_file():
-            break  # a partial checkout: use what is there, the defaults fill the rest
-        chain.append(base_path)
-    return chain
-
-
-def _load_yaml(path: Path) -> dict:
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: not a readable YAML config ({type(err).__name__})") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise UserError(f"{path}: a detectron2 config must be a mapping at the top level")
-    return loaded
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _check_config(values: dict, path) -> None:
-    for key in FIXED_KEYS:
-        wanted = CITYSCAPES_CONFIG[key]
-        got = values[key]
-        same = (got == wanted if not isinstance(wanted, list)
-                else isinstance(got, list) and [float(v) for v in got] == [float(v) for v in wanted])
-        if not same:
-            raise UserError(f"{path}: {key} is {got!r}; this network implements {wanted!r}")
-    if values["MODEL.SEM_SEG_HEAD.NUM_CLASSES"] != values["MODEL.POINT_HEAD.NUM_CLASSES"]:
-        raise UserError(f"{path}: SEM_SEG_HEAD.NUM_CLASSES and POINT_HEAD.NUM_CLASSES differ")
+        return defaults_of(CONFIG_SETTINGS), []
+    return read_config_chain(path, CONFIG_SETTINGS)
 
 
 def model_options(config: dict, input_hw, class_map: str | None) -> dict:
     """Constructor options of model.build_model, recorded in the ONNX metadata."""
     return {
-        "num_classes": int(config["MODEL.SEM_SEG_HEAD.NUM_CLASSES"]),
-        "subdivision_steps": int(config["MODEL.POINT_HEAD.SUBDIVISION_STEPS"]),
-        "subdivision_num_points": int(config["MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS"]),
+        "num_classes": config["MODEL.SEM_SEG_HEAD.NUM_CLASSES"],
+        "subdivision_steps": config["MODEL.POINT_HEAD.SUBDIVISION_STEPS"],
+        "subdivision_num_points": config["MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS"],
         "class_map_dtype": class_map,
         "input_hw": list(model.check_input_hw(input_hw)),
     }
@@ -144,6 +89,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     output_file_parent(args.output)  # before the slow load and export, not after them
+    if args.static_batch is not None:
+        check_flag("--static-batch", args.static_batch, minimum=1)
     config, chain = read_config(args.config)
     if args.config is not None and not chain:
         print(f"note: config {args.config} not found; using the Cityscapes config values")

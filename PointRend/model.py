@@ -6,7 +6,7 @@ sampling and selection used by the subdivision, then the network and what builds
 
 Module and attribute names are chosen so that `state_dict()` has exactly the names of the
 published `model_final_cf6ac1.pkl` (detectron2 @ 861b50a, model id 202576688): 567 tensors,
-listed in `common/manifests/PointRend.keys.json`.
+listed in `common/weights/manifests/PointRend.keys.json`.
 
 Export: the inference-time subdivision (2 steps of x2 bilinear upsampling, then refining the
 8192 most uncertain cells with the point head) is written so that it traces into a static ONNX
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.weights.checkpoint import extract_state_dict, load_strict, read_checkpoint
+from common.weights.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.cli import UserError
 from common.weights.demo import as_numpy, random_state_dict, save_numpy_pickle
 from pointrend.config import (DEFAULT_INPUT_HW, NUM_CLASSES, PIXEL_MEAN_BGR, PIXEL_STD_BGR,  # noqa: F401
@@ -403,15 +403,17 @@ def build_model(num_classes: int = NUM_CLASSES, subdivision_steps: int = SUBDIVI
                            class_map_dtype, return_point_indices, input_hw).eval()
 
 
+CHECKPOINT_LAYOUT = WeightsLayout(manifest=MODEL_NAME, sub_keys=("model",),
+                                  drop_keys=("pixel_mean", "pixel_std"))
+
+
 def load_pretrained(path: str | Path, **options) -> PointRendSemSeg:
     """Build the network and load `model_final_cf6ac1.pkl` (or a file of its format) strictly."""
-    container = read_checkpoint(path)
-    model = _build_uninitialised(**options)
+    container = read_checkpoint(path, CHECKPOINT_LAYOUT)
     if isinstance(container, dict) and isinstance(container.get("model"), dict):
         _check_pixel_stats(container["model"], path)
-    state = extract_state_dict(container, path, sub_keys=("model",),
-                               drop_keys=("pixel_mean", "pixel_std"))
-    load_strict(model, state, path)
+    model = _build_uninitialised(**options)
+    load_container_into(model, container, path, layout=CHECKPOINT_LAYOUT)
     return model.eval()
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from common.weights.checkpoint import load_container_into, read_checkpoint
+from common.weights.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.weights.demo import random_state_dict, save_torch_checkpoint
 from refinenet.config import NUM_CLASSES
 
@@ -132,16 +132,19 @@ def build_model(num_classes: int = NUM_CLASSES) -> RefineNet101:
     return RefineNet101(num_classes).eval()
 
 
+CHECKPOINT_LAYOUT = WeightsLayout(manifest="RefineNet", sub_keys=("model",), strip_prefixes=("module.",),
+                                  tolerated_missing_suffixes=("num_batches_tracked",))
+
+
 def load_pretrained(path: str | Path, num_classes: int = NUM_CLASSES) -> RefineNet101:
     """Load `RefineNet_910.pth.tar` (weights under 'model', bare or 'module.' keys) strictly.
 
     Files saved by old torch may lack BatchNorm's `num_batches_tracked`: that buffer does not
     change inference, so only it may be missing.
     """
-    container = read_checkpoint(path)  # a bad or unsafe file fails before the network is built
+    container = read_checkpoint(path, CHECKPOINT_LAYOUT)  # a bad or unsafe file fails before the build
     model = build_model(num_classes)
-    load_container_into(model, container, path, sub_keys=("model",), strip_prefixes=("module.",),
-                        tolerated_missing_suffixes=("num_batches_tracked",))
+    load_container_into(model, container, path, layout=CHECKPOINT_LAYOUT)
     return model.eval()
 
 

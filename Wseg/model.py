@@ -3,7 +3,7 @@
 WideResNet38 ("ResNet38d") backbone, ASPP, the deep/shallow decoder with Global Cue Injection,
 the deterministic stochastic gate and the softmax head with normalised global weighted pooling.
 Module attribute names reproduce the state-dict keys of the published
-`model_enc_e020Xs0.928.pth` (a bare state_dict, see common/manifests/Wseg.keys.json), so that
+`model_enc_e020Xs0.928.pth` (a bare state_dict, see common/weights/manifests/Wseg.keys.json), so that
 file loads strictly, key for key. Dropout layers (identity at test time) keep their indices in
 `last_conv` so the keys after them do not shift.
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.weights.checkpoint import load_checkpoint_into
+from common.weights.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.weights.demo import random_state_dict, save_torch_checkpoint
 from wseg.config import NUM_CLASSES
 SG_PSI = 0.3  # config SG_PSI: test-time mix of shallow features into deep ones
@@ -290,11 +290,15 @@ def _build_uninitialised(lean_mask: bool = False) -> WsegNet:
     return model.eval()
 
 
+CHECKPOINT_LAYOUT = WeightsLayout(manifest="Wseg", strip_prefixes=("module.",),
+                                  tolerated_missing_suffixes=TOLERATED_MISSING)
+
+
 def load_pretrained(checkpoint: str | Path, lean_mask: bool = False) -> WsegNet:
     """Load `model_enc_e020Xs0.928.pth` (bare state_dict, maybe CUDA-saved) strictly."""
+    container = read_checkpoint(checkpoint, CHECKPOINT_LAYOUT)  # a bad file fails before the build
     model = _build_uninitialised(lean_mask=lean_mask)
-    load_checkpoint_into(model, checkpoint, strip_prefixes=("module.",),
-                         tolerated_missing_suffixes=TOLERATED_MISSING)
+    load_container_into(model, container, checkpoint, layout=CHECKPOINT_LAYOUT)
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model.eval()

@@ -19,15 +19,22 @@ from pathlib import Path
 import torch
 
 from common.cli import UserError, script_entry
+from common.files.config_reader import Setting
+from common.files.config_reader import read_config as read_settings_file
 from common.files.folders import output_file_parent
 from common.runtime.export import export_onnx
 from wseg import model
 from wseg.config import DEFAULT_PAD_SIZE as DEFAULT_INPUT_SIZE
 from wseg.config import INPUT_NAMES, OUTPUT_NAMES, PACK
-# (config section, key, value this network implements)
-FIXED_CONFIG = (("NET", "BACKBONE", "resnet38"), ("NET", "MODEL", "ae"),
-                ("NET", "SG_PSI", model.SG_PSI), ("NET", "FOCAL_P", model.FOCAL_P),
-                ("NET", "FOCAL_LAMBDA", model.FOCAL_LAMBDA))
+# The settings of the upstream configs/voc_resnet38.yaml this network hard-codes, and the pad.
+CONFIG_SETTINGS = (
+    Setting("NET.BACKBONE", "str", fixed="resnet38"),
+    Setting("NET.MODEL", "str", fixed="ae"),
+    Setting("NET.SG_PSI", "float", fixed=model.SG_PSI),
+    Setting("NET.FOCAL_P", "float", fixed=model.FOCAL_P),
+    Setting("NET.FOCAL_LAMBDA", "float", fixed=model.FOCAL_LAMBDA),
+    Setting("TEST.PAD_SIZE", "int", length=2, minimum=8, multiple_of=8),
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,33 +57,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def read_config(path: Path) -> dict:
-    """Load the yaml config and check the values the network hard-codes."""
-    import yaml  # only needed when a config is given
-
-    if not path.is_file():
-        raise UserError(f"{path}: config file not found")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: expected a mapping of config sections")
-    for section, key, implemented in FIXED_CONFIG:
-        value = (config.get(section) or {}).get(key, implemented)
-        if value != implemented:
-            raise UserError(f"{path}: {section}.{key} is {value!r}; this network implements "
-                            f"{implemented!r} only")
-    return config
+    """The settings of the yaml config, checked against what the network hard-codes."""
+    return read_settings_file(path, CONFIG_SETTINGS)
 
 
 def input_size_from(args: argparse.Namespace, config: dict | None) -> int:
     size = args.input_size
-    if size is None and config is not None:
-        pad_size = (config.get("TEST") or {}).get("PAD_SIZE")
-        if pad_size is not None:
-            if len(set(pad_size)) != 1:
-                raise UserError(f"{args.config}: TEST.PAD_SIZE {pad_size} is not square")
-            size = int(pad_size[0])
+    if size is None and config is not None and config["TEST.PAD_SIZE"] is not None:
+        height, width = config["TEST.PAD_SIZE"]
+        if height != width:
+            raise UserError(f"{args.config}: TEST.PAD_SIZE {[height, width]} is not square")
+        size = height
     size = DEFAULT_INPUT_SIZE if size is None else size
     if size < 8 or size % 8:
         raise UserError(f"input size {size}: must be a positive multiple of 8 (output stride)")

@@ -1,21 +1,30 @@
 """Reading the original published checkpoints safely, and loading them strictly.
 
-Nothing here executes code from a checkpoint file: torch files go through
-`torch.load(weights_only=True)` with only the globals those files need allowlisted, and
-pickles (`.pkl`, detectron2 style) through an unpickler that knows dicts, lists, numpy arrays
-and scalars and refuses everything else.
+Nothing here executes code from a checkpoint file, and nothing is allocated from what a file
+merely declares: its structure is read first with stand-ins for tensors and arrays
+(common.checkpoint_scan) and checked against the file and the pack's manifest; then torch
+files go through `torch.load(weights_only=True)` with only the globals those files need
+allowlisted, and pickles (`.pkl`, detectron2 style) become numpy arrays of the bytes read.
+After loading, every tensor is checked against the network (names, shapes, dtypes, NaN/Inf)
+before a single weight is copied into it.
 """
 from __future__ import annotations
 
+import collections
+import math
 import pickle
 import re
-import zipfile
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
 import torch
 
+from common.weights.checkpoint_scan import (LEGACY_TORCH_HEAD, QUANTIZED_DTYPES, ArrayRecord,
+                                            TensorRecord, iter_records, materialise, overlapping_view,
+                                            scan_checkpoint, verify_zip_checksums)
 from common.cli import UserError
 
 REPORT_FIRST_N = 5
@@ -59,50 +68,59 @@ def _import_optional(module_name: str):
         return None
 
 
-class _RefusedGlobal(pickle.UnpicklingError):
-    def __init__(self, name: str):
-        super().__init__(f"refusing to load global '{name}'")
-        self.name = name
+@dataclass(frozen=True)
+class WeightsLayout:
+    """Where a pack's weights sit in its checkpoint file, and which manifest lists them.
+
+    `manifest` names common/weights/manifests/<manifest>.keys.json: with it, stride-0 views and the
+    bytes the weights declare are checked against the published checkpoint before any tensor
+    data is read.
+    `sub_keys`: names of the sub-dict holding the weights, tried in order (e.g. "model");
+    a container that is itself a flat tensor dict is accepted as is. A prefix in
+    `strip_prefixes` is removed when every key carries it; `drop_keys` are ignored (training
+    buffers); `tolerated_missing_suffixes` name buffers that may be absent without changing
+    the numerics (BatchNorm's `num_batches_tracked` in files saved by old torch).
+    """
+    manifest: str | None = None
+    sub_keys: tuple[str, ...] = ()
+    strip_prefixes: tuple[str, ...] = ("module.",)
+    drop_keys: tuple[str, ...] = ()
+    tolerated_missing_suffixes: tuple[str, ...] = ()
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler for detectron2-style `.pkl` weights: containers, numpy arrays, scalars only."""
+def read_checkpoint(path: str | Path, layout: WeightsLayout | None = None) -> object:
+    """Return the raw object stored in a `.pth`, `.pth.tar`, `.pt` or `.pkl` checkpoint.
 
-    def find_class(self, module: str, name: str):
-        if (module, name) in _PICKLE_GLOBALS:
-            return super().find_class(module, name)
-        if module in ("numpy.dtypes",) and name.endswith("DType"):
-            return super().find_class(module, name)
-        raise _RefusedGlobal(f"{module}.{name}")
-
-
-def read_checkpoint(path: str | Path) -> object:
-    """Return the raw object stored in a `.pth`, `.pth.tar`, `.pt` or `.pkl` checkpoint."""
+    The file's structure is read first without its tensor data (common.checkpoint_scan);
+    with a `layout` the weights are also checked against the pack's manifest. Only then are
+    the tensors read, so what is allocated is bounded by what the file and the manifest say.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint file not found")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: checkpoint file is empty")
-    if _is_torch_file(path):
-        return _read_torch(path)
-    return _read_pickle(path)
+    file_format = _file_format(path)
+    scanned = scan_checkpoint(path, file_format)
+    _check_declared_weights(scanned.tree, path, layout)
+    if file_format == "pickle":
+        return materialise(scanned.tree)
+    if file_format == "torch-zip":
+        verify_zip_checksums(path)
+    return _read_torch(path)
 
 
-# The first record of a legacy (pre-1.6, non-zip) torch.save file: protocol-2 pickle of the
-# integer 0x1950a86a20f9469cfc6c, torch's magic number.
-_LEGACY_TORCH_HEAD = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-
-
-def _is_torch_file(path: Path) -> bool:
-    # torch.save writes a zip archive since torch 1.6; older files start with torch's magic
-    # number, which a restricted pickle reader cannot follow (tensor data comes after the
-    # pickle). Decided by content, not by suffix: `.pth.tar` and `.pkl` names are both seen.
-    if zipfile.is_zipfile(path):
-        return True
+def _file_format(path: Path) -> str:
+    # torch.save writes a zip archive since torch 1.6 (it always starts with a local file
+    # header, also when cut short); older files start with torch's magic number. Decided by
+    # content, not by suffix: `.pth.tar` and `.pkl` names are both seen.
     with open(path, "rb") as handle:
-        head = handle.read(len(_LEGACY_TORCH_HEAD))
-    # A zip cut short has lost its central directory but still starts with a local header.
-    return head == _LEGACY_TORCH_HEAD or head.startswith(b"PK\x03\x04")
+        head = handle.read(len(LEGACY_TORCH_HEAD))
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if head == LEGACY_TORCH_HEAD:
+        return "torch-legacy"
+    return "pickle"
 
 
 def _read_torch(path: Path) -> object:
@@ -111,7 +129,7 @@ def _read_torch(path: Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise UserError(_torch_refusal(path, str(err))) from None
-    except Exception as err:  # noqa: BLE001  a cut or corrupted file fails in many ways
+    except (RuntimeError, EOFError, ValueError, OSError) as err:  # torch's reader on damaged data
         first_sentence = _one_line(err).split(". ")[0]
         raise UserError(f"{path}: not a readable torch checkpoint ({first_sentence})") from None
 
@@ -128,18 +146,6 @@ def _torch_refusal(path: Path, message: str) -> str:
             "only plain weight containers are read")
 
 
-def _read_pickle(path: Path) -> object:
-    try:
-        with open(path, "rb") as handle:
-            return _RestrictedUnpickler(handle, encoding="latin1").load()
-    except _RefusedGlobal as err:
-        raise UserError(f"{path}: refused to load: unpickling it would call {err.name} (code, not "
-                        "weights); only plain weight containers are read") from None
-    except Exception as err:  # noqa: BLE001  a corrupted pickle raises almost any error type
-        raise UserError(f"{path}: not a readable checkpoint: neither a torch file nor a weights "
-                        f"pickle ({type(err).__name__}: {_one_line(err)[:120]})") from None
-
-
 def _one_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
@@ -150,18 +156,34 @@ def extract_state_dict(container: object, path: str | Path, *, sub_keys: Iterabl
                        drop_keys: Iterable[str] = ()) -> dict[str, torch.Tensor]:
     """Find the tensor dict inside a checkpoint container and normalise it.
 
-    `sub_keys`: names of the sub-dict holding the weights, tried in order (e.g. "model",
-    "state_dict"); a container that is itself a flat tensor dict is accepted as is.
-    A prefix in `strip_prefixes` is removed when every key carries it. Floating tensors are
+    Names are those of the model (prefix stripped, `drop_keys` left out). Floating tensors are
     cast to float32 (mixed-precision training files); integer buffers keep their dtype.
     """
-    tensors = _find_tensor_dict(container, path, tuple(sub_keys))
-    drop = set(drop_keys)
+    layout = WeightsLayout(None, tuple(sub_keys), tuple(strip_prefixes), tuple(drop_keys))
+    tensors = collect_tensors(container, path, layout)
+    return {name: value.float() if value.is_floating_point() else value
+            for name, value in tensors.items()}
+
+
+def collect_tensors(container: object, path: str | Path, layout: WeightsLayout) -> dict[str, torch.Tensor]:
+    """The weights of `container` under the model's names, as stored (no dtype change)."""
+    return {name: _to_tensor(value, name, path)
+            for name, value in _weights_by_name(container, path, layout).items()}
+
+
+def _weights_by_name(container: object, path, layout: WeightsLayout) -> dict[str, object]:
+    """The weights dict found by the layout's rules, keyed by model names (values untouched)."""
+    tensors = _find_tensor_dict(container, path, tuple(layout.sub_keys))
+    for key in tensors:
+        if not isinstance(key, str):
+            raise UserError(f"{path}: the weights have a key {key!r} ({type(key).__name__}); "
+                            "tensor names are text")
+    drop = set(layout.drop_keys)
     tensors = {name: value for name, value in tensors.items() if name not in drop}
-    for prefix in strip_prefixes:
+    for prefix in layout.strip_prefixes:
         if tensors and all(name.startswith(prefix) for name in tensors):
             tensors = {name[len(prefix):]: value for name, value in tensors.items()}
-    return {name: _to_tensor(value, name, path) for name, value in tensors.items()}
+    return tensors
 
 
 def _find_tensor_dict(container: object, path, sub_keys: tuple[str, ...]) -> Mapping:
@@ -170,7 +192,9 @@ def _find_tensor_dict(container: object, path, sub_keys: tuple[str, ...]) -> Map
     for key in sub_keys:
         if key in container and isinstance(container[key], Mapping):
             return container[key]
-    if container and all(_is_array_like(value) for value in container.values()):
+    # Mostly tensors: a flat state_dict with a stray entry, which _to_tensor then names.
+    array_like = sum(1 for value in container.values() if _is_array_like(value))
+    if container and array_like > len(container) / 2:
         return container
     wanted = " or ".join(repr(key) for key in sub_keys) or "a flat tensor dict"
     raise UserError(f"{path}: no weights found: expected {wanted}; top-level keys are "
@@ -178,18 +202,169 @@ def _find_tensor_dict(container: object, path, sub_keys: tuple[str, ...]) -> Map
 
 
 def _is_array_like(value: object) -> bool:
-    return isinstance(value, (torch.Tensor, np.ndarray))
+    return isinstance(value, (torch.Tensor, np.ndarray, TensorRecord, ArrayRecord))
 
 
 def _to_tensor(value: object, name: str, path) -> torch.Tensor:
     if isinstance(value, np.ndarray):
+        if value_kind(value.dtype) not in _NUMBER_KINDS:
+            raise UserError(f"{path}: tensor '{name}' is a numpy {value.dtype.str} array "
+                            f"({value_kind(value.dtype)}), not numbers")
         # (np.ascontiguousarray would turn a 0-d array into shape [1])
         value = torch.from_numpy(value if value.flags.c_contiguous else value.copy())
     if not isinstance(value, torch.Tensor):
         raise UserError(f"{path}: entry '{name}' is a {type(value).__name__}, not a tensor")
-    if value.is_floating_point():
-        value = value.float()
+    unusable = _unusable_kind(value)
+    if unusable:
+        raise UserError(f"{path}: tensor '{name}' is {unusable}; weights are plain dense tensors")
     return value
+
+
+def _unusable_kind(tensor: torch.Tensor) -> str | None:
+    if tensor.layout != torch.strided:
+        return f"a {str(tensor.layout).replace('torch.', '').replace('_coo', '')} tensor"
+    if tensor.is_quantized:
+        return "a quantized tensor"
+    if tensor.is_meta:
+        return "a meta tensor (a shape without values)"
+    if tensor.is_nested:
+        return "a nested tensor"
+    return None
+
+
+# ---- dtypes and values -------------------------------------------------------------------
+
+_NUMBER_KINDS = ("floating-point", "integer", "boolean", "complex")
+_NUMPY_KINDS = {"f": "floating-point", "i": "integer", "u": "integer", "b": "boolean",
+                "c": "complex", "U": "text", "S": "bytes", "O": "Python objects", "V": "raw records",
+                "M": "dates", "m": "time spans"}
+
+
+def value_kind(dtype) -> str:
+    """What a torch or numpy dtype holds: 'floating-point', 'integer', 'complex', ..."""
+    if isinstance(dtype, np.dtype):
+        return _NUMPY_KINDS.get(dtype.kind, "unknown values")
+    if dtype.is_floating_point:
+        return "floating-point"
+    if dtype.is_complex:
+        return "complex"
+    if dtype == torch.bool:
+        return "boolean"
+    if dtype in QUANTIZED_DTYPES:
+        return "quantized"
+    return "integer"
+
+
+def dtype_problem(found, expected: torch.dtype) -> str | None:
+    """Why a tensor of dtype `found` cannot stand for the network's `expected` one, or None.
+
+    Another width of the same kind (float16 for float32, int32 for int64) is converted."""
+    found_kind, expected_kind = value_kind(found), value_kind(expected)
+    if found_kind == expected_kind:
+        return None
+    return (f"is {_dtype_text(found)}, expected {'an' if expected_kind[0] in 'aeiou' else 'a'} "
+            f"{expected_kind} tensor (the network's is {_dtype_text(expected)})")
+
+
+def _dtype_text(dtype) -> str:
+    return dtype.name if isinstance(dtype, np.dtype) else str(dtype).replace("torch.", "")
+
+
+def _manifest_dtypes(manifest: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    from common.weights.demo import manifest_shapes
+    return {name: (shape, getattr(torch, dtype)) for name, (shape, dtype) in manifest_shapes(manifest).items()}
+
+
+# The weights of a file may hold at most this much tensor data relative to the published
+# checkpoint: all of it in float64 is twice its float32 size; the slack covers tiny extras.
+DECLARED_BYTES_FACTOR = 2
+DECLARED_BYTES_SLACK = 1 << 20
+
+
+def _check_declared_weights(tree: object, path: Path, layout: WeightsLayout | None) -> None:
+    """Before any tensor data is read: views that repeat values, and how much data the weights
+    declare against the published checkpoint's size. (Names, shapes and dtypes are compared
+    with the network's after the read, in that order, before anything is copied into it.)"""
+    manifest = _manifest_dtypes(layout.manifest) if layout and layout.manifest else {}
+    weights = _weights_by_name(tree, path, layout) if layout else {}
+    # A view showing more values than its storage holds (stride 0) costs its full shape once
+    # cast or copied: accepted only where the manifest says the tensor has that shape.
+    expected_views = {id(record) for name, record in weights.items()
+                      if isinstance(record, TensorRecord) and name in manifest
+                      and record.shape == tuple(manifest[name][0])}
+    for name, record in iter_records(tree):
+        if isinstance(record, TensorRecord) and overlapping_view(record) and id(record) not in expected_views:
+            raise UserError(f"{path}: tensor '{name}' shows {record.numel} values {list(record.shape)} "
+                            f"from a storage of {record.storage.numel} (stride {list(record.stride)}): "
+                            "a saved weight stores each of its values")
+    if manifest:
+        _check_declared_size(weights, manifest, path, layout.manifest)
+
+
+def _check_declared_size(weights: Mapping, manifest: Mapping, path: Path, model_name: str) -> None:
+    storages = {}
+    for record in weights.values():
+        if isinstance(record, TensorRecord):
+            storage = record.storage.base or record.storage
+            storages[id(storage)] = storage.nbytes
+        elif isinstance(record, ArrayRecord):
+            storages[id(record)] = record.declared_nbytes
+    declared = sum(storages.values())
+    published = sum(math.prod(shape) * dtype.itemsize for shape, dtype in manifest.values())
+    if declared > DECLARED_BYTES_FACTOR * published + DECLARED_BYTES_SLACK:
+        raise UserError(f"{path}: the weights declare {declared} bytes of tensor data, more than "
+                        f"{DECLARED_BYTES_FACTOR}x the {published} bytes of the published {model_name} "
+                        "checkpoint")
+
+
+def check_tensor_values(file_state: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor],
+                        path) -> None:
+    """Dtypes against the network's, NaN/Inf, negative BatchNorm variances: one line each."""
+    for name, value in file_state.items():
+        if name in model_state:
+            problem = dtype_problem(value.dtype, model_state[name].dtype)
+            if problem:
+                raise UserError(f"{path}: tensor '{name}' {problem}")
+    non_finite = [(name, count) for name, count in
+                  ((name, _non_finite_count(value)) for name, value in file_state.items()) if count]
+    if non_finite:
+        name, count = non_finite[0]
+        more = f"; {len(non_finite) - 1} more tensor(s) hold NaN/Inf too" if len(non_finite) > 1 else ""
+        raise UserError(f"{path}: tensor '{name}' holds {count} NaN/Inf value(s) of "
+                        f"{file_state[name].numel()}{more}")
+    for name, value in file_state.items():
+        if name.rsplit(".", 1)[-1] == "running_var" and value.is_floating_point():
+            negative = int((value < 0).sum())
+            if negative:
+                raise UserError(f"{path}: tensor '{name}' holds {negative} negative value(s) (lowest "
+                                f"{float(value.min()):.4g}): a BatchNorm running variance is >= 0")
+
+
+def _non_finite_count(tensor: torch.Tensor) -> int:
+    if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.numel() == 0:
+        return 0
+    # One reduction, no allocation: a NaN or Inf anywhere makes the sum non-finite. Only then
+    # (or when a large finite sum overflows) are the values counted one by one.
+    if bool(torch.isfinite(tensor.sum())):
+        return 0
+    return int(tensor.numel() - torch.isfinite(tensor).sum())
+
+
+def convert_to_model_dtypes(file_state: Mapping[str, torch.Tensor], model_state: Mapping[str, torch.Tensor],
+                            path) -> dict[str, torch.Tensor]:
+    """Tensors stored in another width (float16, bfloat16, float64, int32) in the network's
+    dtype; says so in one warning line, since published files are sometimes saved in half."""
+    converted, counts = {}, collections.Counter()
+    for name, value in file_state.items():
+        wanted = model_state[name].dtype if name in model_state else value.dtype
+        if value.dtype != wanted:
+            counts[(_dtype_text(value.dtype), _dtype_text(wanted))] += 1
+            value = value.to(wanted)
+        converted[name] = value
+    if counts:
+        parts = ", ".join(f"{count} {found} tensor(s) to {wanted}" for (found, wanted), count in sorted(counts.items()))
+        print(f"[WARNING] {path}: converted {parts} (the network's dtypes)", file=sys.stderr)
+    return converted
 
 
 def mismatch_report(model_state: Mapping[str, torch.Tensor], file_state: Mapping[str, torch.Tensor],
@@ -215,8 +390,10 @@ def format_report(report: Mapping[str, list[str]]) -> str:
 
 def load_strict(model: torch.nn.Module, file_state: Mapping[str, torch.Tensor], path: str | Path,
                 tolerated_missing_suffixes: Iterable[str] = ()) -> None:
-    """Load every tensor or fail with one line listing what does not match.
+    """Load every tensor or fail with one line saying what does not match.
 
+    Names and shapes first (missing, unexpected, wrong shape), then dtypes and values
+    (check_tensor_values); tensors of another width are converted with a warning.
     `tolerated_missing_suffixes` names buffers that may be absent from a file without changing
     the numerics (e.g. BatchNorm's `num_batches_tracked` in files saved by old torch).
     """
@@ -226,38 +403,41 @@ def load_strict(model: torch.nn.Module, file_state: Mapping[str, torch.Tensor], 
         _raise_if_other_model(model, model_state, file_state, report, path)
         raise UserError(f"{path}: checkpoint does not match {type(model).__name__}: "
                         f"{format_report(report)}")
+    check_tensor_values(file_state, model_state, path)
     merged = dict(model_state)
-    merged.update(file_state)
+    merged.update(convert_to_model_dtypes(file_state, model_state, path))
     model.load_state_dict(merged, strict=True)
 
 
-def load_checkpoint_into(model: torch.nn.Module, path: str | Path, *, sub_keys: Iterable[str] = (),
-                         strip_prefixes: Iterable[str] = ("module.",), drop_keys: Iterable[str] = (),
+def load_checkpoint_into(model: torch.nn.Module, path: str | Path, *, layout: WeightsLayout | None = None,
+                         sub_keys: Iterable[str] = (), strip_prefixes: Iterable[str] = ("module.",),
+                         drop_keys: Iterable[str] = (),
                          tolerated_missing_suffixes: Iterable[str] = ()) -> torch.nn.Module:
-    """read_checkpoint + extract_state_dict + load_strict, the usual path of a pack."""
-    container = read_checkpoint(path)
-    return load_container_into(model, container, path, sub_keys=sub_keys, strip_prefixes=strip_prefixes,
-                               drop_keys=drop_keys, tolerated_missing_suffixes=tolerated_missing_suffixes)
+    """read_checkpoint + load_container_into, the usual path of a pack."""
+    layout = layout or WeightsLayout(None, tuple(sub_keys), tuple(strip_prefixes), tuple(drop_keys),
+                                     tuple(tolerated_missing_suffixes))
+    return load_container_into(model, read_checkpoint(path, layout), path, layout=layout)
 
 
 def load_container_into(model: torch.nn.Module, container: object, path: str | Path, *,
-                        sub_keys: Iterable[str] = (), strip_prefixes: Iterable[str] = ("module.",),
-                        drop_keys: Iterable[str] = (),
+                        layout: WeightsLayout | None = None, sub_keys: Iterable[str] = (),
+                        strip_prefixes: Iterable[str] = ("module.",), drop_keys: Iterable[str] = (),
                         tolerated_missing_suffixes: Iterable[str] = ()) -> torch.nn.Module:
-    """extract_state_dict + load_strict on a container already read with read_checkpoint.
+    """Find the weights in a container already read with read_checkpoint and load them strictly.
 
     Lets a pack read (and refuse) the file before it spends seconds building a big network.
     """
-    file_state = extract_state_dict(container, path, sub_keys=sub_keys,
-                                    strip_prefixes=strip_prefixes, drop_keys=drop_keys)
-    load_strict(model, file_state, path, tolerated_missing_suffixes)
+    layout = layout or WeightsLayout(None, tuple(sub_keys), tuple(strip_prefixes), tuple(drop_keys),
+                                     tuple(tolerated_missing_suffixes))
+    file_state = collect_tensors(container, path, layout)
+    load_strict(model, file_state, path, layout.tolerated_missing_suffixes)
     return model
 
 
 # ---- naming the model a foreign checkpoint belongs to ------------------------------------
 #
 # Giving one pack another pack's checkpoint is a common slip; a list of hundreds of missing
-# and unexpected keys hides it. The key manifests (common/manifests) say which published
+# and unexpected keys hides it. The key manifests (common/weights/manifests) say which published
 # checkpoint a set of tensor names comes from.
 
 IDENTIFY_MIN_OVERLAP = 0.9  # share of a manifest's names a file must hold to be called that model

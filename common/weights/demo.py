@@ -1,6 +1,6 @@
 """Randomly initialised checkpoints in the ORIGINAL file formats, built from the key manifests.
 
-`common/manifests/<Model>.keys.json` lists every tensor of each published checkpoint (name,
+`common/weights/manifests/<Model>.keys.json` lists every tensor of each published checkpoint (name,
 shape, dtype) and how the file wraps them. The tests and the demo write such files with random
 values ("demo weights") so the real loading code, the export and the metric run end to end
 without downloading anything. Values are scaled so that a deep network stays finite and its

@@ -91,8 +91,12 @@ def test_config_of_another_depth_is_refused(demo_pkl, tmp_path):
 
 
 def test_config_values_are_read_through_the_base_chain(tmp_path):
-    config = _write_config_chain(tmp_path, steps=3)
+    config = _write_config_chain(tmp_path)
     values, chain = pkl2onnx.read_config(config)
-    assert values["MODEL.POINT_HEAD.SUBDIVISION_STEPS"] == 3 and len(chain) == 2
+    assert values["MODEL.POINT_HEAD.SUBDIVISION_STEPS"] == 2 and len(chain) == 2
+    # A value only the base sets is read (and checked) there: 3 steps would double the output.
+    _write_config_chain(tmp_path, steps=3)
+    with pytest.raises(UserError, match="Base-PointRend-Semantic-FPN.yaml: MODEL.POINT_HEAD.SUBDIVISION_STEPS is 3"):
+        pkl2onnx.read_config(config)
     defaults, none_read = pkl2onnx.read_config(tmp_path / "missing.yaml")
     assert defaults["MODEL.POINT_HEAD.SUBDIVISION_STEPS"] == 2 and none_read == []
