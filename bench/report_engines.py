@@ -151,6 +151,13 @@ def engines_section(machine: dict | None, results: dict[str, dict]) -> list[str]
         return []
     lines = ["## Engines side by side: ONNX Runtime, OpenVINO, PyTorch; fp32, bf16, fp16", ""]
     lines += machine_lines(machine)
+    over = [f"{pack} {row['label']}" for pack, result in measured.items() for row in result.get("engines", [])
+            if row.get("achieved_gflops") and measured_gflops(machine, row["precision"])
+            and row["achieved_gflops"] > measured_gflops(machine, row["precision"])]
+    if over:
+        lines += [f"**The measured matmul peaks are below what some engines reached on real networks** "
+                  f"({', '.join(over[:4])}{', ...' if len(over) > 4 else ''}): they were taken with other jobs "
+                  "on the cores (load average above), so they are no limit; the theoretical peak is.", ""]
     goals = goal_rows(measured, machine)
     if goals:
         lines += ["### Goals of issue 15", ""]
