@@ -7,9 +7,10 @@
 Per image listed in the info file, matched to its outputs `<stem>_0/1/2.bin` and to its COCO
 id by file name: rows with label >= 0 and score > 0 are the detections (padding rows are
 dropped); boxes are mapped from the canvas back to the original image with the geometry the
-preprocess saved, the selected class's 28x28 probability map is pasted at the original size
-the way mmdet 2.8 does it (grid_sample at pixel centres, threshold >= 0.5), and boxes are
-clipped to the image. Results are scored like mmdet 2.8 CocoDataset.evaluate (see
+preprocess saved and mmdet 2.8's float32 arithmetic (clipped to the resized image, divided
+by the float32 scale factor), and the selected class's 28x28 probability map is pasted at
+the original size the way mmdet 2.8 does it (grid_sample at pixel centres, threshold >= 0.5).
+Results are scored like mmdet 2.8 CocoDataset.evaluate (see
 common/eval/coco_eval.py) and written as JSON: detections, full AP/AR tables, per-class AP.
 The ModelZoo script instead pastes in the canvas and resizes with a uint8 truncation and does
 not clip boxes; this script follows upstream mmdet.
@@ -52,13 +53,31 @@ def read_outputs(result_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray, n
     return dets, labels, masks
 
 
-def canvas_to_original(boxes: np.ndarray, box: Letterbox) -> np.ndarray:
-    """Undo the centred pad and the keep-ratio resize (per-axis scale, as mmdet's scale_factor)."""
-    scale_y = box.resized_hw[0] / box.original_hw[0]
-    scale_x = box.resized_hw[1] / box.original_hw[1]
-    offset = np.array([box.pad_left, box.pad_top, box.pad_left, box.pad_top], dtype=np.float64)
-    scale = np.array([scale_x, scale_y, scale_x, scale_y], dtype=np.float64)
-    return ((boxes.astype(np.float64) - offset) / scale).astype(np.float32)
+def scale_factor(box: Letterbox) -> np.ndarray:
+    """mmdet 2.8 Resize (keep_ratio): float32 [w_scale, h_scale, w_scale, h_scale], w_scale = new_w / w."""
+    h_scale = box.resized_hw[0] / box.original_hw[0]
+    w_scale = box.resized_hw[1] / box.original_hw[1]
+    return np.array([w_scale, h_scale, w_scale, h_scale], dtype=np.float32)
+
+
+def canvas_to_original(boxes: np.ndarray, box: Letterbox) -> tuple[np.ndarray, np.ndarray]:
+    """Canvas boxes -> (output boxes, paste boxes) in original-image pixels, float32 as mmdet 2.8.
+
+    The centred pad is undone in float32 (exact for boxes inside the image: the offsets are
+    integers), then mmdet's steps: boxes clipped to the resized image (`delta2bbox` clamps to
+    `img_shape`), divided by the float32 scale factor (`BBoxHead.get_bboxes`, rescale=True).
+    mmdet then pastes masks with `det * scale_factor / scale_factor` (`simple_test_mask` makes
+    the mask RoIs with the multiply, `get_seg_masks` divides again), not with `det` itself. The
+    paste boxes here are not clipped: the graph's mask RoIs were not clipped to the image either
+    (only to the canvas), so a box reaching into the padding keeps its mask's geometry.
+    """
+    offset = np.array([box.pad_left, box.pad_top] * 2, dtype=np.float32)
+    limits = np.array([box.resized_hw[1], box.resized_hw[0]] * 2, dtype=np.float32)
+    factor = scale_factor(box)
+    in_resized = np.asarray(boxes, dtype=np.float32) - offset
+    output_boxes = np.clip(in_resized, np.float32(0), limits) / factor
+    paste_boxes = (in_resized / factor) * factor / factor
+    return output_boxes, paste_boxes
 
 
 def paste_mask(probabilities: np.ndarray, box: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
@@ -133,15 +152,13 @@ def image_detections(result_dir: Path, stem: str, image_id: int, box: Letterbox)
     """One image's detections as dicts: label, score, clipped xyxy box, RLE of the pasted mask."""
     dets, labels, masks = read_outputs(result_dir, stem)
     keep = np.flatnonzero((labels >= 0) & (labels < config.NUM_CLASSES) & (dets[:, 4] > 0))
-    height, width = box.original_hw
-    boxes = canvas_to_original(dets[keep, :4], box)
+    output_boxes, paste_boxes = canvas_to_original(dets[keep, :4], box)
     found = []
-    for row, original_box in zip(keep, boxes):
+    for row, output_box, paste_box in zip(keep, output_boxes, paste_boxes):
         label = int(labels[row])
-        mask = paste_mask(masks[row, label], original_box, (height, width))
-        clipped = np.clip(original_box, 0, [width, height, width, height])
+        mask = paste_mask(masks[row, label], paste_box, box.original_hw)
         found.append({"image_id": image_id, "label": label, "score": float(dets[row, 4]),
-                      "box": [float(v) for v in clipped], "rle": coco_eval.encode_mask(mask)})
+                      "box": [float(v) for v in output_box], "rle": coco_eval.encode_mask(mask)})
     return found
 
 

@@ -21,13 +21,36 @@ import numpy as np
 from common.cli import UserError, script_entry
 from common.data.geometry import Letterbox
 from common.data.images import image_sizes, read_image_bgr
+from common.data.pixel_lut import PixelLUT
 from common.files.bins import is_finished_bin, list_bins, write_bin
 from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
 from maskrcnn_mmdet import config
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
+# mmdet 2.8 Normalize keeps mean and std as float32 arrays and passes them to mmcv.imnormalize.
 MEAN_RGB = np.array(config.PIXEL_MEAN_RGB, dtype=np.float32)
-INV_STD_RGB = (1.0 / np.array(config.PIXEL_STD_RGB, dtype=np.float64)).astype(np.float32)  # mmcv imnormalize
+STD_RGB = np.array(config.PIXEL_STD_RGB, dtype=np.float32)
+
+
+def normalise_reference(bgr: np.ndarray) -> np.ndarray:
+    """HWC uint8 BGR -> CHW float32 RGB with the arithmetic of mmcv 1.2 `imnormalize(img, mean, std,
+    to_rgb=True)`: float32 image, BGR -> RGB, `cv2.subtract(img, float64(mean), img)`, then
+    `cv2.multiply(img, 1 / float64(std), img)`.
+
+    OpenCV (arithm_op, 4.x as mmcv used it, and the 5.0 installed here) subtracts a float64
+    scalar from a float32 image in float32 (the scalar is taken as float32: the float32 mean
+    itself), but multiplies in float64 and rounds the product to float32 once. So the
+    reciprocal of the std is never rounded to float32, as `(x - mean) * float32(1 / std)` would.
+    """
+    rgb = bgr[..., ::-1].astype(np.float32)
+    centred = rgb - MEAN_RGB
+    inverse_std = 1 / STD_RGB.astype(np.float64)
+    normalised = (centred.astype(np.float64) * inverse_std).astype(np.float32)
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+
+
+# The same bytes from a table of the reference's 3 x 256 values (RGB out from BGR in).
+normalise = PixelLUT(normalise_reference, source_channels=(2, 1, 0))
 
 
 def fit_in_canvas(original_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> Letterbox:
@@ -43,11 +66,10 @@ def fit_in_canvas(original_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> L
 def preprocess_image(bgr: np.ndarray, canvas_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
     box = fit_in_canvas(bgr.shape[:2], canvas_hw)
     resized = cv2.resize(bgr, box.resized_hw[::-1], interpolation=cv2.INTER_LINEAR)
-    rgb = cv2.cvtColor(resized, cv2.COLOR_BGR2RGB).astype(np.float32)
-    canvas = np.zeros((*canvas_hw, 3), dtype=np.float32)  # zero padding after normalisation
+    canvas = np.zeros((3, *canvas_hw), dtype=np.float32)  # zero padding after normalisation
     top, left = box.pad_top, box.pad_left
-    canvas[top:top + box.resized_hw[0], left:left + box.resized_hw[1]] = (rgb - MEAN_RGB) * INV_STD_RGB
-    return np.ascontiguousarray(canvas.transpose(2, 0, 1)), box
+    canvas[:, top:top + box.resized_hw[0], left:left + box.resized_hw[1]] = normalise(resized)
+    return canvas, box
 
 
 def _process_one(path: Path, out_dir: Path, canvas_hw: tuple[int, int], resume: bool) -> tuple[str, dict]:

@@ -54,9 +54,10 @@ def read_config(path: str | Path | None) -> tuple[dict, list[Path]]:
     return read_config_chain(path, CONFIG_SETTINGS)
 
 
-def model_options(config: dict, input_hw, class_map: str | None) -> dict:
+def model_options(config: dict, input_hw, class_map: str | None, point_sampler: str = "exact") -> dict:
     """Constructor options of model.build_model, recorded in the ONNX metadata."""
     return {
+        "point_sampler": point_sampler,
         "num_classes": config["MODEL.SEM_SEG_HEAD.NUM_CLASSES"],
         "subdivision_steps": config["MODEL.POINT_HEAD.SUBDIVISION_STEPS"],
         "subdivision_num_points": config["MODEL.POINT_HEAD.SUBDIVISION_NUM_POINTS"],
@@ -79,6 +80,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "of this dtype instead of float logits (default: none)")
     parser.add_argument("--static-batch", type=int, default=None,
                         help="fix the batch size instead of a dynamic batch axis")
+    parser.add_argument("--point-sampler", choices=model.POINT_SAMPLER_ARITHMETIC,
+                        default="exact", help="arithmetic of the point sampler in the graph: 'exact' "
+                        "(grid_sample's float32 FMA steps, emulated with float64 ops) or 'float32' "
+                        "(no float64; about 30%% of sampled values differ in the last bits; for converters "
+                        "without float64, e.g. ATC) (default: exact)")
     args = parser.parse_args(argv)
     if len(args.paths) not in (2, 3):
         parser.error("expected [CONFIG.yaml] MODEL.pkl OUT.onnx")
@@ -98,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
         print("config: " + " <- ".join(str(p) for p in chain))
     input_hw = args.input_size or (config["INPUT.MIN_SIZE_TEST"], config["INPUT.MAX_SIZE_TEST"])
     class_map = None if args.class_map == "none" else args.class_map
-    options = model_options(config, input_hw, class_map)
+    options = model_options(config, input_hw, class_map, args.point_sampler)
     network = model.load_pretrained(args.checkpoint, **options)
     height, width = options["input_hw"]
     dummy = torch.randn(args.static_batch or 1, 3, height, width,

@@ -10,8 +10,10 @@ listed in `common/weights/manifests/PointRend.keys.json`.
 
 Export: the inference-time subdivision (2 steps of x2 bilinear upsampling, then refining the
 8192 most uncertain cells with the point head) is written so that it traces into a static ONNX
-graph at opset 11: bilinear point sampling is built from Gather (opset 11 has no GridSample),
-the refined logits are written with ScatterElements, and the loop is unrolled.
+graph at opset 11: bilinear point sampling is built from Gather (opset 11 has no GridSample)
+with grid_sample's float32 arithmetic, fused multiply-adds included (`gather_sample_points`),
+the refined logits are written with ScatterElements, and the loop is unrolled. In eager mode
+the sampler is `F.grid_sample` itself, as in detectron2.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from pointrend.config import (DEFAULT_INPUT_HW, NUM_CLASSES, PIXEL_MEAN_BGR, PIX
 SUBDIVISION_STEPS = 2
 SUBDIVISION_NUM_POINTS = 8192
 CLASS_MAP_DTYPES = {"uint8": torch.uint8, "int32": torch.int32}
+# Arithmetic of the exported point sampler (eager mode always calls F.grid_sample).
+POINT_SAMPLER_ARITHMETIC = ("exact", "float32")
 CHECKPOINT_AUTHOR = "Detectron2 Model Zoo"
 MODEL_NAME = "PointRend"
 
@@ -252,47 +256,153 @@ def select_uncertain_cells(uncertainty_map: torch.Tensor, num_points: int) -> to
     return order[:, :num_points]
 
 
-def sample_points(flat_features: torch.Tensor, feature_hw: tuple[int, int], rows: torch.Tensor,
-                  cols: torch.Tensor, grid_scale: float) -> torch.Tensor:
-    """Bilinear samples of a feature map at the centres of cells of a finer grid; N x C x K.
+def cell_centre_grid(chosen: torch.Tensor, grid_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """grid_sample coordinates (x, y in [-1, 1]) of the centres of flat cells of an H x W grid, N x K each.
 
-    Equals `grid_sample(mode="bilinear", padding_mode="zeros", align_corners=False)` at the
-    normalised cell centres detectron2 uses, but is built from Gather so that it exports at
-    opset 11. `flat_features` is the map as (N*h*w) x C rows (see `flatten_for_sampling`);
-    `rows`/`cols` (N x K) index a grid `1/grid_scale` times finer than the map, so the sample
-    position in map pixels is (index + 0.5) * grid_scale - 0.5, exact in float32 because
-    grid_scale is a power of two. Corners outside the map contribute zero (zero padding).
+    The float32 steps of detectron2's `get_uncertain_point_coords_on_grid` and `point_sample`:
+    `w_step / 2 + col * w_step`, then `2 * c - 1`, with w_step = 1 / W taken as float32 (as
+    torch takes a Python scalar in a float32 op). Exact when W is a power of two; otherwise
+    each step rounds, and the rounding is detectron2's.
+    """
+    height, width = grid_hw
+    rows = torch.div(chosen, width, rounding_mode="trunc")  # indices are >= 0: plain Div
+    cols = chosen - rows * width
+    return _centre_coordinate(cols, width), _centre_coordinate(rows, height)
+
+
+def _centre_coordinate(index: torch.Tensor, size: int) -> torch.Tensor:
+    step = torch.full((), 1.0 / size, dtype=torch.float32)
+    half_step = torch.full((), 0.5 / size, dtype=torch.float32)
+    unit = half_step + index.to(torch.float32) * step
+    return unit * 2.0 - 1.0
+
+
+def fused_multiply_add(a: torch.Tensor, b: torch.Tensor | float, c: torch.Tensor | float) -> torch.Tensor:
+    """float32 `a * b + c` rounded once, as the FMA instruction torch's AVX2/AVX-512 kernels use.
+
+    Built from float64 Mul/Add/Cast (opset 11 has no FMA); see `_round_sum_to_float32`.
+    """
+    product = _as_float64(a) * _as_float64(b)  # exact: 24 + 24 significant bits
+    return _round_sum_to_float32(product, _as_float64(c)).to(torch.float32)
+
+
+def _as_float64(value) -> torch.Tensor:
+    """A float32 tensor, or a Python number taken as float32 (as torch's kernels take scalars), in float64."""
+    if not isinstance(value, torch.Tensor):
+        value = torch.full((), value, dtype=torch.float32)
+    return value.to(torch.float64)
+
+
+def _round_sum_to_float32(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The exact sum of two float64 tensors rounded once to float32 (held in float64, exactly).
+
+    The float64 sum rounds once, and rounding that to float32 is right except when it lands
+    exactly halfway between two float32 numbers while the exact sum does not (double
+    rounding). TwoSum gives the float64 rounding error exactly; when it points away from the
+    float32 number that the halfway value was rounded to (ties to even), the exact sum lies
+    on the other side and rounds to the other neighbour, which is the halfway value's mirror
+    image. Every step is exact or correctly rounded: the result is the correctly rounded
+    float32 sum, bit for bit, for finite sums that do not overflow float32.
+    """
+    total = a + b
+    b_part = total - a  # TwoSum (Knuth): error = (a + b) - total, exactly
+    error = (a - (total - b_part)) + (b - b_part)
+    nearest = total.to(torch.float32).to(torch.float64)
+    offset = total - nearest  # exact (the two are within one float32 step)
+    mirror = total + offset  # exact: the float32 neighbour on the other side if total is halfway
+    halfway = mirror.to(torch.float32).to(torch.float64) == mirror
+    # Same sign: the product cannot underflow (|error| >= 2^-298 for float32 inputs).
+    return torch.where(halfway & (error * offset > 0), mirror, nearest)
+
+
+def gather_sample_points(flat_features: torch.Tensor, feature_hw: tuple[int, int], grid_x: torch.Tensor,
+                         grid_y: torch.Tensor, exact: bool = True) -> torch.Tensor:
+    """`grid_sample(bilinear, zeros, align_corners=False)` at N x K points, bit for bit; N x C x K.
+
+    Built from Gather so that it exports at opset 11 (no GridSample). `flat_features` is the
+    map as (N*h*w) x C rows plus one zero row (see `flatten_for_sampling`); `grid_x`/`grid_y`
+    (N x K) are grid_sample's normalised coordinates. The float32 steps are those of ATen's
+    vectorised CPU kernel (GridSamplerKernel.cpp, `ApplyGridSample` bilinear), which the
+    compiler builds with fused multiply-adds on AVX2/AVX-512: x = fma(gx + 1, w / 2, -0.5);
+    floor; distances to the four sides; corner weights as products of two distances; corners
+    outside the map read +0 (the zero row); then v_nw * nw, + v_ne * ne, + v_sw * sw,
+    + v_se * se, each addition an FMA. The FMAs are emulated exactly in float64 (products of
+    float32 numbers are exact there, each sum is rounded to float32 once, see
+    `_round_sum_to_float32`); everything else is the same float32 operation.
+
+    `exact=False` does the multiply-adds as separate float32 Mul and Add (no float64 in the
+    graph, for converters without it, and about 10x less work at 8192 x 256 values): each
+    then rounds twice, so about 30 % of the values differ from grid_sample's, by 1-2 ulp where
+    the sample position is exact in float32 (power-of-two grids), else also by the map's slope
+    times the position's last bit.
     """
     height, width = feature_hw
-    batch = rows.shape[0]
-    y = (rows.to(torch.float32) + 0.5) * grid_scale - 0.5
-    x = (cols.to(torch.float32) + 0.5) * grid_scale - 0.5
-    y0 = torch.floor(y)
-    x0 = torch.floor(x)
-    wy1 = y - y0
-    wx1 = x - x0
-    batch_offset = (torch.arange(batch, device=rows.device) * (height * width)).unsqueeze(1)
+    batch, channels = grid_x.shape[0], flat_features.shape[1]
+    zero_row = flat_features.shape[0] - 1
+    multiply_add = fused_multiply_add if exact else _float32_multiply_add
+    x = multiply_add(grid_x + 1.0, width / 2, -0.5)
+    y = multiply_add(grid_y + 1.0, height / 2, -0.5)
+    x_west, y_north = torch.floor(x), torch.floor(y)
+    to_west, to_north = x - x_west, y - y_north
+    to_east, to_south = 1.0 - to_west, 1.0 - to_north
+    corners = ((0.0, 0.0, to_south * to_east), (0.0, 1.0, to_south * to_west),
+               (1.0, 0.0, to_north * to_east), (1.0, 1.0, to_north * to_west))  # nw, ne, sw, se
+    batch_offset = (torch.arange(batch, device=grid_x.device) * (height * width)).unsqueeze(1)
     total = None
-    for dy, weight_y in ((0.0, 1.0 - wy1), (1.0, wy1)):
-        for dx, weight_x in ((0.0, 1.0 - wx1), (1.0, wx1)):
-            corner_y = y0 + dy
-            corner_x = x0 + dx
-            inside = ((corner_y >= 0) & (corner_y <= height - 1)
-                      & (corner_x >= 0) & (corner_x <= width - 1))
-            weight = weight_y * weight_x * inside.to(torch.float32)
-            # Clamp in float: opset 11 Clip has no integer version; the weight is 0 there anyway.
-            safe_y = corner_y.clamp(0, height - 1).to(torch.int64)
-            safe_x = corner_x.clamp(0, width - 1).to(torch.int64)
-            flat_index = safe_y * width + safe_x + batch_offset
-            values = flat_features[flat_index.flatten()].reshape(batch, -1, flat_features.shape[1])
-            contribution = values * weight.unsqueeze(2)
-            total = contribution if total is None else total + contribution
-    return total.permute(0, 2, 1)
+    for dy, dx, weight in corners:
+        corner_y, corner_x = y_north + dy, x_west + dx
+        inside = ((corner_y >= 0) & (corner_y <= height - 1)
+                  & (corner_x >= 0) & (corner_x <= width - 1))
+        # Clamp in float: opset 11 Clip has no integer version; outside corners read the zero row.
+        safe_y = corner_y.clamp(0, height - 1).to(torch.int64)
+        safe_x = corner_x.clamp(0, width - 1).to(torch.int64)
+        flat_index = torch.where(inside, safe_y * width + safe_x + batch_offset,
+                                 torch.full_like(batch_offset, zero_row))
+        values = flat_features[flat_index.flatten()].reshape(batch, -1, channels)
+        if not exact:
+            product = values * weight.unsqueeze(2)
+            total = product if total is None else total + product
+            continue
+        product = values.to(torch.float64) * weight.to(torch.float64).unsqueeze(2)
+        if total is None:  # the float32 product rounds once, as the kernel's multiply
+            total = product.to(torch.float32).to(torch.float64)
+        else:
+            total = _round_sum_to_float32(product, total)
+    return total.to(torch.float32).permute(0, 2, 1)
+
+
+def _float32_multiply_add(a: torch.Tensor, b: float, c: float) -> torch.Tensor:
+    return a * b + c
 
 
 def flatten_for_sampling(features: torch.Tensor) -> torch.Tensor:
-    """N x C x h x w -> (N*h*w) x C, so a point's features are one contiguous row to gather."""
-    return features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+    """N x C x h x w -> (N*h*w + 1) x C: a point's features are one contiguous row to gather,
+    and the last row is zeros, read for corners outside the map (grid_sample's zero padding)."""
+    rows = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1])
+    return torch.cat([rows, rows.new_zeros(1, rows.shape[1])])
+
+
+class PointSampler:
+    """Bilinear samples of one N x C x h x w map at grid_sample coordinates, N x C x K.
+
+    Eager: `F.grid_sample` itself (what detectron2's `point_sample` calls). Traced for export:
+    `gather_sample_points` on the flattened map, which with `arithmetic="exact"` equals it bit
+    for bit on CPUs where torch's kernel uses FMA (AVX2, AVX-512; tests/test_pointrend_model.py
+    checks both paths); "float32" is the cheaper graph without float64 (see there).
+    """
+
+    def __init__(self, features: torch.Tensor, arithmetic: str = "exact"):
+        self.features = features
+        self.feature_hw = (int(features.shape[2]), int(features.shape[3]))
+        self.flat = flatten_for_sampling(features) if torch.jit.is_tracing() else None
+        self.exact = arithmetic == "exact"
+
+    def __call__(self, grid_x: torch.Tensor, grid_y: torch.Tensor) -> torch.Tensor:
+        if self.flat is not None:
+            return gather_sample_points(self.flat, self.feature_hw, grid_x, grid_y, self.exact)
+        grid = torch.stack([grid_x, grid_y], dim=-1).unsqueeze(2)
+        return F.grid_sample(self.features, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False).squeeze(3)
 
 
 # ---- network ------------------------------------------------------------------------------
@@ -301,36 +411,34 @@ class PointRendHead(nn.Module):
     """PointRendSemSegHead at inference: coarse logits, then subdivision steps."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, subdivision_steps: int = SUBDIVISION_STEPS,
-                 subdivision_num_points: int = SUBDIVISION_NUM_POINTS):
+                 subdivision_num_points: int = SUBDIVISION_NUM_POINTS, point_sampler: str = "exact"):
         super().__init__()
         self.coarse_sem_seg_head = CoarseSemSegHead(num_classes)
         self.point_head = StandardPointHead(num_classes=num_classes)
         self.subdivision_steps = subdivision_steps
         self.subdivision_num_points = subdivision_num_points
+        self.point_sampler = point_sampler
 
     def forward(self, pyramid: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits at input resolution, and the refined flat indices of each step."""
         coarse_logits = self.coarse_sem_seg_head(pyramid)
-        fine_map = pyramid[0]  # POINT_HEAD.IN_FEATURES = [p2]
-        feature_hw = (int(coarse_logits.shape[2]), int(coarse_logits.shape[3]))
         # Both samplers read the stride-4 maps in every step (never the refined logits).
-        flat_fine = flatten_for_sampling(fine_map)
-        flat_coarse = flatten_for_sampling(coarse_logits)
+        fine_sampler = PointSampler(pyramid[0], self.point_sampler)  # POINT_HEAD.IN_FEATURES = [p2]
+        coarse_sampler = PointSampler(coarse_logits, self.point_sampler)
         logits = coarse_logits
         chosen_per_step = []
-        for step in range(1, self.subdivision_steps + 1):
+        for _ in range(self.subdivision_steps):
             logits = F.interpolate(logits, scale_factor=2.0, mode="bilinear", align_corners=False)
-            logits, chosen = self._refine(logits, flat_fine, flat_coarse, feature_hw, 0.5 ** step)
+            logits, chosen = self._refine(logits, fine_sampler, coarse_sampler)
             chosen_per_step.append(chosen)
         return logits, chosen_per_step
 
-    def _refine(self, logits, flat_fine, flat_coarse, feature_hw, grid_scale):
+    def _refine(self, logits, fine_sampler, coarse_sampler):
         num_classes, height, width = (int(d) for d in logits.shape[1:])
         chosen = select_uncertain_cells(uncertainty(logits), self.subdivision_num_points)
-        rows = torch.div(chosen, width, rounding_mode="trunc")  # indices are >= 0: plain Div
-        cols = chosen - rows * width
-        fine = sample_points(flat_fine, feature_hw, rows, cols, grid_scale)
-        coarse = sample_points(flat_coarse, feature_hw, rows, cols, grid_scale)
+        grid_x, grid_y = cell_centre_grid(chosen, (height, width))
+        fine = fine_sampler(grid_x, grid_y)
+        coarse = coarse_sampler(grid_x, grid_y)
         point_logits = self.point_head(fine, coarse)
         scatter_index = chosen.unsqueeze(1).expand(-1, num_classes, -1)
         # The point predictions replace the upsampled logits at the chosen cells.
@@ -346,20 +454,25 @@ class PointRendSemSeg(nn.Module):
     1/76 (uint8) or 4/76 (int32) of the float output's size.
     `return_point_indices` adds each step's refined flat indices as extra outputs (N x K int64),
     for checking that a backend refines the same cells as PyTorch.
+    `point_sampler` is the exported sampler's arithmetic (see `gather_sample_points`).
     """
 
     def __init__(self, num_classes: int = NUM_CLASSES, subdivision_steps: int = SUBDIVISION_STEPS,
                  subdivision_num_points: int = SUBDIVISION_NUM_POINTS,
                  class_map_dtype: str | None = None, return_point_indices: bool = False,
-                 input_hw: tuple[int, int] | list[int] | None = None):
+                 input_hw: tuple[int, int] | list[int] | None = None, point_sampler: str = "exact"):
         super().__init__()
         if class_map_dtype is not None and class_map_dtype not in CLASS_MAP_DTYPES:
             raise UserError(f"class_map_dtype must be one of {sorted(CLASS_MAP_DTYPES)} or None, "
                             f"got {class_map_dtype!r}")
+        if point_sampler not in POINT_SAMPLER_ARITHMETIC:
+            raise UserError(f"point_sampler must be one of {list(POINT_SAMPLER_ARITHMETIC)}, "
+                            f"got {point_sampler!r}")
         if input_hw is not None:
             check_input_hw(input_hw)
         self.backbone = FPN(ResNet())
-        self.sem_seg_head = PointRendHead(num_classes, subdivision_steps, subdivision_num_points)
+        self.sem_seg_head = PointRendHead(num_classes, subdivision_steps, subdivision_num_points,
+                                          point_sampler)
         self.class_map_dtype = class_map_dtype
         self.return_point_indices = return_point_indices
         self.input_hw = None if input_hw is None else tuple(int(v) for v in input_hw)
@@ -397,10 +510,10 @@ def output_spec(input_hw, class_map_dtype: str | None = None, num_classes: int =
 def build_model(num_classes: int = NUM_CLASSES, subdivision_steps: int = SUBDIVISION_STEPS,
                 subdivision_num_points: int = SUBDIVISION_NUM_POINTS,
                 class_map_dtype: str | None = None, return_point_indices: bool = False,
-                input_hw=None) -> PointRendSemSeg:
+                input_hw=None, point_sampler: str = "exact") -> PointRendSemSeg:
     """The network with default (untrained) weights, in eval mode."""
     return PointRendSemSeg(num_classes, subdivision_steps, subdivision_num_points,
-                           class_map_dtype, return_point_indices, input_hw).eval()
+                           class_map_dtype, return_point_indices, input_hw, point_sampler).eval()
 
 
 CHECKPOINT_LAYOUT = WeightsLayout(manifest=MODEL_NAME, sub_keys=("model",),

@@ -184,6 +184,52 @@ def test_class_offset_nms_is_per_class():
     assert model.class_offset_nms(boxes[:0], scores[:0], labels[:0], 0.5).numel() == 0
 
 
+class _OffsetNms(torch.nn.Module):
+    def forward(self, boxes, scores, labels):
+        return model.class_offset_nms(boxes, scores, labels, 0.7)
+
+
+def _greedy_nms_in_index_order_of_ties(boxes, scores, labels, threshold):
+    """Greedy NMS visiting boxes by descending score, equal scores by ascending index."""
+    def iou(a, b):
+        width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        height = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = width * height
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    kept = []
+    for i in sorted(range(len(scores)), key=lambda i: (-scores[i], i)):
+        if all(labels[i] != labels[j] or iou(boxes[i], boxes[j]) <= threshold for j in kept):
+            kept.append(i)
+    return kept
+
+
+def test_nms_visits_tied_scores_in_index_order_in_pytorch_and_onnx_runtime(tmp_path):
+    """Why tied RPN scores matter (README "Tied scores"): in a chain of overlapping boxes of one
+    score, the first one visited decides which of them survive; torchvision's nms (a stable
+    sort) and ONNX Runtime's NonMaxSuppression (ties by lower index) both start from the lowest
+    index, so the two backends agree whenever they see the same scores in the same order."""
+    import onnxruntime as ort
+    generator = torch.Generator().manual_seed(0)
+    starts = torch.rand(150, 2, generator=generator) * 1000
+    # chains of 4 boxes 8 px apart along x (IoU of neighbours 0.85, of next-but-one 0.72)
+    boxes = torch.cat([torch.cat([starts + torch.tensor([8.0 * k, 0]), starts + torch.tensor([8.0 * k + 100, 100])], 1)
+                       for k in range(4)])
+    boxes = boxes[torch.randperm(len(boxes), generator=generator)]
+    scores = torch.randint(0, 3, (len(boxes),), generator=generator).float() / 4 + 0.25  # 3 values
+    labels = torch.randint(0, 2, (len(boxes),), generator=generator)
+    path = tmp_path / "nms.onnx"
+    torch.onnx.export(_OffsetNms(), (boxes, scores, labels), str(path), opset_version=16, dynamo=False,
+                      input_names=["boxes", "scores", "labels"])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    onnx_keep = session.run(None, {"boxes": boxes.numpy(), "scores": scores.numpy(), "labels": labels.numpy()})[0]
+    expected = _greedy_nms_in_index_order_of_ties(boxes.tolist(), scores.tolist(), labels.tolist(), 0.7)
+    assert model.class_offset_nms(boxes, scores, labels, 0.7).tolist() == expected
+    assert onnx_keep.tolist() == expected
+    reversed_ties = _greedy_nms_in_index_order_of_ties(boxes.flip(0).tolist(), scores.flip(0).tolist(),
+                                                       labels.flip(0).tolist(), 0.7)
+    assert sorted(len(boxes) - 1 - i for i in reversed_ties) != sorted(expected)  # the order decides
+
+
 # ---- outputs ---------------------------------------------------------------------------------
 
 def test_pad_detections_keeps_real_rows_and_zeroes_the_rest():

@@ -93,7 +93,7 @@ def test_fused_argmax_export_is_an_opset11_uint8_graph_with_its_options(pipeline
     assert output.name == "class_map" and output.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert json.loads(read_metadata(onnx_model)[META_OPTIONS]) == {
         "num_classes": 19, "subdivision_steps": 2, "subdivision_num_points": 8192,
-        "class_map_dtype": "uint8", "input_hw": list(INPUT_HW)}
+        "class_map_dtype": "uint8", "input_hw": list(INPUT_HW), "point_sampler": "exact"}
 
 
 def test_miou_is_equal_across_backends_and_output_kinds(pipeline):
