@@ -58,4 +58,5 @@ PACK = PackConfig(
     ),
     infer_flags=("--batchsize", "1"),
     compare="detections",
+    fp16_flags=("--class-outputs", "none"),
 )

@@ -100,13 +100,12 @@ def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None,
     return matrix
 
 
-def read_input_hw(result_dir: Path, meta: str | None, given_hw) -> tuple[int, int]:
-    """The model input size from the preprocess metadata; without metadata, only when given."""
+def read_input_hw(result_dir: Path, meta: str | None, given_hw) -> tuple[tuple[int, int], bool]:
+    """The model input size from the preprocess metadata (True) or, without metadata, only when
+    given with --input-size (False: main says so once the scoring is done)."""
     meta_path = find_meta(result_dir, meta, required=given_hw is None)
     if meta_path is None:
-        print(f"[WARNING] {result_dir}: no {META_NAME} found; scoring outputs of --input-size "
-              f"{given_hw[0]} {given_hw[1]}", file=sys.stderr)
-        return config.check_input_hw(given_hw)
+        return config.check_input_hw(given_hw), False
     recorded = read_meta(meta_path, ("input_hw",), "PointRend_preprocess.py")["input_hw"]
     try:
         input_hw = config.check_input_hw(recorded)
@@ -115,7 +114,7 @@ def read_input_hw(result_dir: Path, meta: str | None, given_hw) -> tuple[int, in
     if given_hw is not None and tuple(given_hw) != input_hw:
         raise UserError(f"{meta_path}: the bins were made at {input_hw[0]}x{input_hw[1]}, "
                         f"not --input-size {given_hw[0]} {given_hw[1]}")
-    return input_hw
+    return input_hw, True
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -140,7 +139,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     dataset = CityscapesFine(args.data_dir, args.split, require_labels=True)
     result_dir = Path(args.result_dir)
-    input_hw = read_input_hw(result_dir, args.meta, args.input_size)
+    input_hw, from_meta = read_input_hw(result_dir, args.meta, args.input_size)
     by_stem = {sample.image_path.name.split(".", 1)[0]: sample for sample in dataset}
     stems, missing = match_outputs(result_dir, list(by_stem), allow_missing=args.allow_missing)
     warn_left_out(missing, len(by_stem))
@@ -158,6 +157,9 @@ def main(args: argparse.Namespace) -> int:
         "output_kind": output_kind(output_file(result_dir, stems[0]), input_hw),
         "input_hw": list(input_hw), "images_left_out": len(missing), "result_dir": str(result_dir)})
     print(f"acc result (mIoU %): {100 * matrix.mean_iou():.4f}")
+    if not from_meta:
+        print(f"[WARNING] {result_dir}: no {META_NAME} found; scored as outputs of --input-size "
+              f"{input_hw[0]} {input_hw[1]}", file=sys.stderr)
     return 0
 
 

@@ -47,6 +47,30 @@ def weights_label(path: str | None, demo: bool) -> str:
     return f"{Path(path).name} (sha256 {digest.hexdigest()[:12]})"
 
 
+def fp16_summary(report: dict) -> str:
+    """One phrase of common.precision's report: does force_fp16 keep the outputs within its
+    tolerance, by how much, and where the float16 run first departs or overflows."""
+    emulated = report.get("emulated") or {}
+    outputs = emulated.get("outputs") or []
+    cosines = [o["cosine"] for o in outputs if o.get("cosine") is not None]
+    changed = [o["class_changed_beyond_ties"] for o in outputs if o.get("class_changed_beyond_ties") is not None]
+    tensors = report.get("tensors_summary") or {}
+    parts = ["within tolerance" if emulated.get("meets_tolerance") else "beyond tolerance"]
+    if cosines:
+        parts.append(f"output cosine >= {min(cosines):.6f}")
+    if changed:
+        parts.append(f"{100 * max(changed):.3g} % of pixels of another class beyond ties")
+    overflow = tensors.get("fp16_overflow") or []
+    parts.append(f"overflow in {len(overflow)} tensor(s)" if overflow else "no overflow")
+    first = tensors.get("first_departing")
+    if first:
+        parts.append(f"first departs at {first.get('node') or first.get('tensor')}")
+    keep = report.get("keep_dtype_nodes")
+    if keep:
+        parts.append(f"keep list of {len(keep)} node(s)")
+    return "; ".join(parts)
+
+
 def main(args: argparse.Namespace) -> int:
     config = pack_config(args.pack)
     work = Path(args.work)
@@ -85,6 +109,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         row["verdict"] = segmentation_verdict(difference, parity.argmax_mismatch, parity.class_changed,
                                               parity.class_positions, tolerance)
+    fp16_report = work / "fp16" / "precision_report.json"
+    if fp16_report.is_file():
+        row["fp16_prediction"] = fp16_summary(read_json(fp16_report))
     write_json_atomic(work / "summary_row.json", row)
     print(summary_markdown([row]), end="")
     print(f"{args.pack}: {row['verdict']}")

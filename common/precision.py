@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--min-cosine", type=float, default=0.999, help="tolerance: every float output's cosine")
     parser.add_argument("--max-class-changed", type=float, default=0.001,
                         help="tolerance: fraction of positions whose class (argmax on --class_axis) may change")
-    parser.add_argument("--class_axis", type=int, default=1)
+    parser.add_argument("--class-axis", type=int, default=1)
     parser.add_argument("--class-outputs", default="auto",
                         help="comma-separated float outputs that are class logits (argmax on --class_axis); "
                              "'auto': every rank-4 float output; 'none': no float output "

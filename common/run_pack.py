@@ -82,6 +82,15 @@ def demo_weights_step(config: PackConfig) -> Step:
                 ("-m", "common.demo_weights", config.name, "{weights}"), "export")
 
 
+def fp16_prediction_step(config: PackConfig, quick: bool) -> Step:
+    """What ATC's default force_fp16 would cost, predicted on the CPU (common.precision): quick
+    runs report on one sample without searching a keep list, full runs search one too."""
+    effort = ("--max-samples", "1", "--no-search") if quick else ("--max-samples", "2", "--max-evaluations", "12")
+    return Step("predicted cost of ATC's float16 (common.precision, force_fp16)", (
+        "-m", "common.precision", "--model", config.atc_model(), "--input", "{bins}", "--output", "{work}/fp16",
+        *effort, *config.fp16_flags), "compare")
+
+
 def backend_tag(backend: str, precision: str) -> str:
     """The result folder name of a run: `onnxruntime`, `openvino`, `openvino_bf16` ..."""
     return backend if precision == DEFAULT_PRECISION else f"{backend}_{precision}"
@@ -155,6 +164,7 @@ def run_pack(args: argparse.Namespace) -> int:
     run_step(config, inference_step(config, args.backend, args.precision), backend_fields)
     for step in (*config.score, *config.extra):
         run_step(config, step, backend_fields)
+    run_step(config, fp16_prediction_step(config, args.quick), fields)
     if args.skip_pytorch:
         return 0
     reference_fields = StepValues(**{**values.__dict__, "tag": REFERENCE_TAG}).fields(config)

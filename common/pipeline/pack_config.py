@@ -81,6 +81,13 @@ class PackConfig:
     # the model takes whole frames), "half_input" (long side <= half the input: the pad holds
     # the image at scale 2). See common/data/views.py.
     quick_real_images: str = "none"
+    # Flags of `python3 -m common.precision` particular to the pack (e.g. detections have no class axis).
+    fp16_flags: tuple[str, ...] = ()
+
+    def atc_model(self) -> str:
+        """Template of the graph the ATC step converts (the one ATC's float16 applies to)."""
+        argv = self.steps_of("atc")[0].argv
+        return argv[argv.index("--model") + 1]
     notes: str = ""
 
     def steps_of(self, kind: str) -> list[Step]:

@@ -13,7 +13,7 @@ SUMMARY_COLUMNS = (
     ("weights", "weights"), ("images", "images"), ("metric", "metric"), ("pytorch", "PyTorch"),
     ("backend_value", "backend"), ("difference", "difference"), ("parity_max_rel", "max rel. output diff"),
     ("parity_class_mismatch", "pixels of another class"), ("detections_matched", "detections matched"),
-    ("throughput_img_s", "backend img/s"), ("verdict", "verdict"),
+    ("throughput_img_s", "backend img/s"), ("verdict", "verdict"), ("fp16_prediction", "predicted ATC fp16 cost"),
 )
 
 

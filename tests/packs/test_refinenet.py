@@ -14,6 +14,7 @@ from common.data.voc import VOCSegmentation
 from common.weights.manifest import load_manifest
 from common.weights.demo import save_torch_checkpoint
 from common.pipeline.packs import pack_module
+from refinenet.config import output_shapes
 from helpers import assert_classes_agree, error_lines, run_script
 
 SIZE = 64  # small input for tests; the guide uses 500
@@ -96,7 +97,7 @@ def test_decoder_upsamples_to_the_exact_skip_sizes():
         features = net.trunk(torch.zeros(1, 3, 500, 500))
         logits = net(torch.zeros(1, 3, 500, 500)[:, :, :SIZE, :SIZE])
     assert [f.shape[-1] for f in features] == [125, 63, 32, 16]
-    assert logits.shape == (1, 21, postprocess_py.output_hw(SIZE), postprocess_py.output_hw(SIZE))
+    assert logits.shape == (1, 21, output_shapes((SIZE, SIZE))[0][1], output_shapes((SIZE, SIZE))[0][1])
 
 
 def test_preprocess_pads_centred_with_zero_and_normalises():
@@ -130,7 +131,7 @@ def test_postprocess_upsampling_equals_torch_bilinear_half_pixel():
 def test_postprocess_scores_perfect_logits_near_one(tmp_path, synthetic_voc):
     """Logits made from the labels themselves: the geometry (pad, resize) must line up."""
     dataset = VOCSegmentation.from_parent(synthetic_voc)
-    out_hw = postprocess_py.output_hw(SIZE)
+    out_hw = output_shapes((SIZE, SIZE))[0][1]
     geometry = {}
     for image_id in dataset.ids:
         label = dataset.read_label(image_id)
@@ -150,7 +151,7 @@ def test_postprocess_scores_perfect_logits_near_one(tmp_path, synthetic_voc):
 
 def test_onnx_runtime_matches_pytorch_and_gives_the_same_miou(pipeline):
     work, printed = pipeline
-    out_hw = postprocess_py.output_hw(SIZE)
+    out_hw = output_shapes((SIZE, SIZE))[0][1]
     flipped = 0
     for path in sorted((work / "result" / "torch").glob("*.bin")):
         ref = read_bin(path, (21, out_hw, out_hw))

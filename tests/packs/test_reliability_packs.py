@@ -309,12 +309,13 @@ def test_hrnet_outputs_without_a_label_are_refused(prepared, all_outputs, tmp_pa
 def test_allow_missing_scores_the_rest_and_says_how_many(pack, prepared, all_outputs, tmp_path, capsys):
     names = POSTPROCESS[pack].samples(prepared)
     results = linked_results(all_outputs[pack], tmp_path / "res", names[:1] + names[2:])
-    flag = "--allow-missing" if pack == "3D_HRNet" else "--allow-missing"
-    code, lines = postprocess(pack, prepared, results, tmp_path / "m.json", flag, capsys=capsys)
+    code, lines = postprocess(pack, prepared, results, tmp_path / "m.json", "--allow-missing", capsys=capsys)
     assert code == 0, lines
     saved = json.loads(metric_json(pack, tmp_path / "m.json").read_text())
     assert saved["images"] == len(names) - 1 and saved["images_left_out"] == 1
-    assert lines == [f"[WARNING] 1 of {len(names)} images left out (no outputs, --allow-missing): first {names[1]}"]
+    assert lines[0] == f"[WARNING] 1 of {len(names)} images left out (no outputs, --allow-missing): first {names[1]}"
+    # results made without a preprocess run: a postprocess that needs its metadata says so too
+    assert all("no preprocess_meta.json found" in line for line in lines[1:]), lines
 
 
 @pytest.mark.parametrize("pack", ALL_PACKS)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from refinenet.config import output_shapes
 import pytest
 from PIL import Image
 
@@ -78,7 +80,7 @@ def test_refinenet_show_dir_is_the_scored_map_and_keeps_the_metric_bytes(voc_wit
     size = 64
     dataset = VOCSegmentation.from_parent(voc_with_grey_image)
     rng = np.random.default_rng(0)
-    side = refinenet.output_hw(size)
+    side = output_shapes((size, size))[0][1]
     for image_id in dataset.ids:
         write_bin(tmp_path / "res" / f"{image_id}_0.bin", smooth_logits(rng, 21, (side, side)))
     common = ["--val-dir", voc_with_grey_image, "--result-dir", tmp_path / "res", "--size", size]
@@ -121,7 +123,7 @@ def test_hrnet_show_dir_is_the_ocr_map_and_keeps_the_metric_bytes(cityscapes, tm
             write_bin(tmp_path / "res" / f"{name}_leftImg8bit_{index}.bin", smooth_logits(rng, 19, (16, 32)))
     run(hrnet, "--res_path", tmp_path / "res", "--data_path", gt, "--save_path", tmp_path / "plain.json")
     run(hrnet, "--res_path", tmp_path / "res", "--data_path", gt, "--save_path", tmp_path / "shown.json",
-        "--aux_index", "-1", "--show_dir", tmp_path / "show")
+        "--aux-index", "-1", "--show-dir", tmp_path / "show")
     assert (tmp_path / "plain.json").read_bytes() == (tmp_path / "shown.json").read_bytes()
     records = check_pictures(tmp_path / "show", CITYSCAPES, len(labels))
     for name, label_path in labels.items():
@@ -135,9 +137,9 @@ def test_pointrend_show_dir_at_label_size_keeps_metric_and_label_id_pngs(citysca
     rng = np.random.default_rng(2)
     for name in labels:  # a 32x64 input: the prediction is resized back to the 64x128 label
         write_bin(tmp_path / "res" / f"{name}_leftImg8bit_0.bin", smooth_logits(rng, 19, (32, 64)))
-    common = [cityscapes, tmp_path / "res", "--input_size", 32, 64]
-    run(pointrend, *common, "--save_path", tmp_path / "plain.json", "--pred_dir", tmp_path / "pred_plain")
-    run(pointrend, *common, "--save_path", tmp_path / "shown.json", "--pred_dir", tmp_path / "pred_shown",
+    common = [cityscapes, tmp_path / "res", "--input-size", 32, 64]
+    run(pointrend, *common, "--save_path", tmp_path / "plain.json", "--pred-dir", tmp_path / "pred_plain")
+    run(pointrend, *common, "--save_path", tmp_path / "shown.json", "--pred-dir", tmp_path / "pred_shown",
         "--show-dir", tmp_path / "show")
     assert (tmp_path / "plain.json").read_bytes() == (tmp_path / "shown.json").read_bytes()
     assert file_bytes(tmp_path / "pred_plain") == file_bytes(tmp_path / "pred_shown")
