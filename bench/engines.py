@@ -29,7 +29,7 @@ from common.files.atomic import write_json_atomic
 from common.eval.parity import DETECTION_IOU_MIN, DETECTION_SCORE_TOL, compare_arrays, match_detections
 from common.runtime.precision import native_support
 
-# what the recommendation and the goals accept (issue 15)
+# what the recommendation and the engine goals accept
 CLASS_MISMATCH_TOL = 0.005   # at most 0.5 % of pixels of another class than PyTorch fp32
 REFERENCE = "pytorch fp32"
 BASELINE = "onnxruntime fp32"

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from common.files.atomic import write_text_atomic
 
-# issue 8's goals
+# The benchmark's speed goals (ONNX Runtime vs PyTorch, FLOP/s, pre/postprocess per image)
 PREPOST_SPEEDUP_GOAL = 5.0
 FLOPS_FRACTION_GOAL = 0.5
 CONV_HEAVY_PACKS = ("RefineNet", "3D_HRNet", "Wseg", "PointRend")
@@ -249,7 +249,7 @@ def goals_section(results: dict[str, dict], peak: float, disk_mb_s: float | None
                          "met" if abs(growth) <= 32 else "missed"])
     if not rows:
         return []
-    return ["## Goals of issue 8", ""] + _table(("pack", "goal", "measured", "verdict"), rows)
+    return ["## Speed goals", ""] + _table(("pack", "goal", "measured", "verdict"), rows)
 
 
 def tuning_section(tuning: dict | None) -> list[str]:

@@ -1,4 +1,4 @@
-"""The engine section of bench/RESULTS.md (issue 15) from engines_machine.json and engines_<pack>.json."""
+"""The engine section of bench/RESULTS.md from engines_machine.json and engines_<pack>.json."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -160,7 +160,7 @@ def engines_section(machine: dict | None, results: dict[str, dict]) -> list[str]
                   "on the cores (load average above), so they are no limit; the theoretical peak is.", ""]
     goals = goal_rows(measured, machine)
     if goals:
-        lines += ["### Goals of issue 15", ""]
+        lines += ["### Engine goals", ""]
         lines += _table(("pack", "goal", "measured", "verdict"), goals)
     for pack, result in measured.items():
         lines += [f"### {pack}: engines", ""]
