@@ -1,7 +1,7 @@
 """Guide step "精度验证" (accuracy): output bins -> per-class IoU and mIoU on Cityscapes val.
 
 `python3 HRNet_postprocess.py --res_path results/bs1 --data_path data/cityscapes/gtFine/val/
---save_path ./result_bs1.json`. As the ModelZoo script and upstream `testval` (spec 3D_HRNet.md
+--save_path ./result_bs1.json`. As the ModelZoo script and upstream `testval` (docs/specs/3D_HRNet.md
 section 7): each output (19, H/4, W/4) is upsampled to the label size (bilinear,
 align_corners=True, on the logits), argmax'd, and one dataset-wide 19x19 confusion matrix is
 accumulated against the label's trainIds (255 ignored). IoU = tp / max(1, union); mIoU = the

@@ -1,6 +1,6 @@
 """HRNetV2-W48 + OCR (HRNet-Semantic-Segmentation, branch HRNet-OCR, seg_hrnet_ocr), eval only.
 
-Written here from the facts in specs/3D_HRNet.md; attribute names are chosen so that the
+Written here from the facts in docs/specs/3D_HRNet.md; attribute names are chosen so that the
 state-dict keys are exactly those of the published Cityscapes checkpoint
 (`hrnet_ocr_cs_8162_torch11.pth`, the ModelZoo `hrnet.pth`) once its `model.` prefix is cut.
 

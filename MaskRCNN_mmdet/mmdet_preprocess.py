@@ -3,7 +3,7 @@
     python3 mmdet_preprocess.py --image_src_path=data/coco/val2017 --bin_file_path=val2017_bin \
         --model_input_height=1216 --model_input_width=1216
 
-The ModelZoo transform (spec MaskRCNN_mmdet.md §3.2): cv2 decode (BGR, EXIF-rotated as mmcv
+The ModelZoo transform (docs/specs/MaskRCNN_mmdet.md §3.2): cv2 decode (BGR, EXIF-rotated as mmcv
 does), keep-ratio resize to fit the canvas with ratio = min(W/w, H/h) and FLOORED sizes,
 cv2 bilinear, mmdet normalisation (RGB, mean 123.675/116.28/103.53, std 58.395/57.12/57.375),
 then CENTRED zero padding. Every image's geometry goes to `preprocess_meta.json` beside the

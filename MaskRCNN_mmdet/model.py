@@ -11,7 +11,7 @@ multiples of 32) in, fixed-size outputs out, padded when fewer than 100 objects 
     masks  [1, 100, 80, 28, 28] sigmoid probabilities of every class (padding rows: 0)
 
 Where torchvision's detection defaults differ from mmdet 2.8 this file follows mmdet (facts
-from specs/MaskRCNN_mmdet.md §4): unrounded base anchors, no RPN min-size filter, RoIAlign
+from docs/specs/MaskRCNN_mmdet.md §4): unrounded base anchors, no RPN min-size filter, RoIAlign
 aligned=True with adaptive sampling (sampling_ratio 0) and mmdet's level rule, dw/dh clamped
 on both sides, no small-box filter after the box head.
 """

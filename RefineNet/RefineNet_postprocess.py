@@ -1,6 +1,6 @@
 """Guide step 6.1: output bins -> mIoU on VOC2012 val, printed as `miou: 0.xxxxxx`.
 
-As the ModelZoo postprocess (spec RefineNet.md §7): the 1/4-resolution logits are upsampled
+As the ModelZoo postprocess (docs/specs/RefineNet.md §7): the 1/4-resolution logits are upsampled
 x4 (bilinear, half-pixel centres) to the 500x500 canvas, argmax is taken, and one dataset-wide
 21x21 confusion matrix is accumulated against the label put through the same resize and
 centred pad (pad = 255, ignored). mIoU averages the classes present in labels or predictions.

@@ -1,6 +1,6 @@
 """Guide step 4.2: VOC2012 val images -> `<id>.bin` (float32, 3x500x500, RGB, normalised).
 
-Exactly the ModelZoo transform chain (spec RefineNet.md §3): PIL RGB decode, cast to float32,
+Exactly the ModelZoo transform chain (docs/specs/RefineNet.md §3): PIL RGB decode, cast to float32,
 LongestMaxSize(500) only when the long side differs (bilinear on floats), centred pad with the
 mean colour (0 after normalisation), ImageNet normalisation, HWC -> CHW. The geometry of every
 image is written to `preprocess_meta.json` beside the bins for the postprocess.

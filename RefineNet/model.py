@@ -1,6 +1,6 @@
 """RefineNet (ResNet-101) as trained for the Ascend ModelZoo, written to load its checkpoint.
 
-Facts (spec RefineNet.md, refinenet-pytorch 8f25c07 + the ModelZoo patch): torchvision's
+Facts (docs/specs/RefineNet.md, refinenet-pytorch 8f25c07 + the ModelZoo patch): torchvision's
 ResNet-101 trunk names; a decoder of residual conv units (RCU, pre-activation) and chained
 residual pooling (CRP) whose attribute names are the checkpoint's key names (the `.0.` comes
 from an nn.Sequential around each block). `outl1/stage1/g1` belong to the deepest map.

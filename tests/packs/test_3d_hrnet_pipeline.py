@@ -96,7 +96,7 @@ def test_resize_edit_finds_the_guides_four_nodes_by_structure(pipeline):
     # stage2 has 1 module (1 upsample into branch 0), stage3 4 modules (2), stage4 3 modules (3)
     assert [len(chain) for chain in fix_py.branch0_fuse_chains(graph_model.graph)] == [1, 2, 2, 2, 2, 3, 3, 3]
     targets = fix_py.guide_resize_targets(graph_model.graph)
-    # torch >= 1.13 scope names of the torch 1.8 nodes Resize_1376/1363/1350/585 (spec 5.2)
+    # torch >= 1.13 scope names of the torch 1.8 nodes Resize_1376/1363/1350/585 (docs/specs/3D_HRNet.md §5.2)
     assert [t.node.name for t in targets] == ["/Resize_2", "/Resize_1", "/Resize", "/stage3/stage3.3/Resize"]
     assert atc_out_nodes(graph_model) == ["/aux_head/aux_head.3/Conv:0", "/cls_head/Conv:0"]
     assert '--out_nodes="/aux_head/aux_head.3/Conv:0;/cls_head/Conv:0"' in pipeline["fix_stdout"]

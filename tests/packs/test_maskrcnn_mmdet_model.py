@@ -1,6 +1,6 @@
 """MaskRCNN_mmdet/model.py: checkpoint contract and mmdet 2.8 box semantics on hand-made cases.
 
-Expected values are computed here from the formulas of specs/MaskRCNN_mmdet.md §4, not by
+Expected values are computed here from the formulas of docs/specs/MaskRCNN_mmdet.md §4, not by
 calling the model's own helpers.
 """
 from __future__ import annotations

@@ -96,7 +96,7 @@ def read_png(path):
 # ---- preprocess -----------------------------------------------------------------------------
 
 def test_spec_worked_example_sizes_and_pads():
-    # 500x375 image at the four scales (spec section 3.1): rounding half to even, floor pads.
+    # 500x375 image at the four scales (docs/specs/Wseg.md §3.1): rounding half to even, floor pads.
     expected = {1.0: [324, 262, 375, 500], 0.5: [418, 387, 188, 250],
                 1.5: [231, 137, 562, 750], 2.0: [137, 12, 750, 1000]}
     for scale, pads in expected.items():

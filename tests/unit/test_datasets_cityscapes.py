@@ -12,7 +12,7 @@ from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYS
                                     read_cityscapes_train_ids)
 from common.data.synth.cityscapes import write_synthetic_cityscapes
 
-# The upstream HRNet `Cityscapes.label_mapping` (specs/3D_HRNet.md section 2), written out
+# The upstream HRNet `Cityscapes.label_mapping` (docs/specs/3D_HRNet.md section 2), written out
 # independently of the table under test: label id -> trainId, everything else ignored.
 HRNET_TRAIN_IDS = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
                    24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
