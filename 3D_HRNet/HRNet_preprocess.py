@@ -1,8 +1,8 @@
 """Guide step "数据预处理" (preprocess): Cityscapes val images -> float32 input bins.
 
 `python3 HRNet_preprocess.py --src_path=./data --save_path=./prep_dataset`, where `./data`
-holds `cityscapes/`. As upstream `Cityscapes.__getitem__` on the test path (spec
-3D_HRNet.md section 3): OpenCV BGR decode, no resize, crop or pad; float32, BGR -> RGB, / 255,
+holds `cityscapes/`. As upstream `Cityscapes.__getitem__` on the test path
+(docs/specs/3D_HRNet.md section 3): OpenCV BGR decode, no resize, crop or pad; float32, BGR -> RGB, / 255,
 minus the ImageNet mean, divided by the std, HWC -> CHW. One bin per image,
 `<city>_<seq>_<frame>_leftImg8bit.bin` (named after the image; the ModelZoo script named them
 after the label, `..._gtFine_labelIds.bin`: the postprocess reads both), and
