@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from common.weights.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.weights.demo import random_state_dict, save_torch_checkpoint
-from hrnet3d.config import NUM_CLASSES
+from hrnet3d.config import PACK, NUM_CLASSES
 # W48: stage-2/3/4 branch widths; every stage block is a BasicBlock, 4 per branch.
 BRANCH_CHANNELS = (48, 96, 192, 384)
 STAGE_MODULES = {2: 1, 3: 4, 4: 3}  # HighResolutionModules per stage (yaml NUM_MODULES)
@@ -37,7 +37,7 @@ LOSS_KEY = "loss.criterion.weight"
 # carries them as the loss buffer above, which the demo checkpoint reproduces.
 LOSS_CLASS_WEIGHTS = (0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754, 1.0489, 0.8786,
                       1.0023, 0.9539, 0.9843, 1.1116, 0.9037, 1.0865, 1.0955, 1.0865, 1.1529, 1.0507)
-MANIFEST_NAME = "3D_HRNet"
+MANIFEST_NAME = PACK.manifest
 
 
 def upsample_to(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -63,25 +63,20 @@ def fit_in_canvas(original_hw: tuple[int, int], canvas_hw: tuple[int, int]) -> L
                      (canvas_h - resized_h) // 2, (canvas_w - resized_w) // 2)
 
 
-def preprocess_image(bgr: np.ndarray, canvas_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    box = fit_in_canvas(bgr.shape[:2], canvas_hw)
+def preprocess_image(bgr: np.ndarray, box: Letterbox) -> np.ndarray:
+    """The keep-ratio resize (cv2 bilinear), mmdet's normalisation, zero padding around it."""
     resized = cv2.resize(bgr, box.resized_hw[::-1], interpolation=cv2.INTER_LINEAR)
-    canvas = np.zeros((3, *canvas_hw), dtype=np.float32)  # zero padding after normalisation
-    top, left = box.pad_top, box.pad_left
-    canvas[:, top:top + box.resized_hw[0], left:left + box.resized_hw[1]] = normalise(resized)
-    return canvas, box
+    return box.on_canvas(normalise(resized))
 
 
 def _process_one(path: Path, out_dir: Path, canvas_hw: tuple[int, int], resume: bool) -> tuple[str, dict]:
-    stem = path.name.split(".", 1)[0]
-    out_path = out_dir / f"{stem}.bin"
     bgr = read_image_bgr(path)  # also on resume: the geometry needs the EXIF-rotated size
+    box = fit_in_canvas(bgr.shape[:2], canvas_hw)
+    out_path = out_dir / f"{path.name.split('.', 1)[0]}.bin"
     # Bins are renamed into place only once complete: one of the right size is finished.
-    if resume and is_finished_bin(out_path, (3, *canvas_hw), np.float32):
-        return stem, fit_in_canvas(bgr.shape[:2], canvas_hw).to_dict()
-    chw, box = preprocess_image(bgr, canvas_hw)
-    write_bin(out_path, chw, np.float32)
-    return stem, box.to_dict()
+    if not (resume and is_finished_bin(out_path, (3, *canvas_hw), np.float32)):
+        write_bin(out_path, preprocess_image(bgr, box), np.float32)
+    return out_path.stem, box.to_dict()
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -30,10 +30,10 @@ from common.weights.checkpoint import WeightsLayout, load_container_into, read_c
 from common.cli import UserError
 from common.data.coco import COCO_CLASSES
 from common.weights.demo import random_state_dict, save_torch_checkpoint
-from maskrcnn_mmdet.config import (MASK_SIZE, MAX_PER_IMG, NUM_CLASSES, PIXEL_MEAN_RGB, PIXEL_STD_RGB,  # noqa: F401
+from maskrcnn_mmdet.config import (PACK, MASK_SIZE, MAX_PER_IMG, NUM_CLASSES, PIXEL_MEAN_RGB, PIXEL_STD_RGB,  # noqa: F401
                              SIZE_DIVISOR)
 
-MODEL_NAME = "MaskRCNN_mmdet"
+MODEL_NAME = PACK.manifest  # the manifest's and the metadata's name
 
 # AnchorGenerator of configs/_base_/models/mask_rcnn_r50_fpn.py
 ANCHOR_STRIDES = (4, 8, 16, 32, 64)

@@ -26,7 +26,7 @@ from torch import nn
 from common.weights.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.cli import UserError
 from common.weights.demo import as_numpy, random_state_dict, save_numpy_pickle
-from pointrend.config import (DEFAULT_INPUT_HW, NUM_CLASSES, PIXEL_MEAN_BGR, PIXEL_STD_BGR,  # noqa: F401
+from pointrend.config import (PACK, DEFAULT_INPUT_HW, NUM_CLASSES, PIXEL_MEAN_BGR, PIXEL_STD_BGR,  # noqa: F401
                                  SIZE_DIVISIBILITY, check_input_hw)
 
 # POINT_HEAD.SUBDIVISION_STEPS / SUBDIVISION_NUM_POINTS of the Cityscapes config.
@@ -36,7 +36,7 @@ CLASS_MAP_DTYPES = {"uint8": torch.uint8, "int32": torch.int32}
 # Arithmetic of the exported point sampler (eager mode always calls F.grid_sample).
 POINT_SAMPLER_ARITHMETIC = ("exact", "float32")
 CHECKPOINT_AUTHOR = "Detectron2 Model Zoo"
-MODEL_NAME = "PointRend"
+MODEL_NAME = PACK.manifest  # the manifest's and the metadata's name
 
 # ResNet-101: bottleneck blocks per stage res2..res5, bottleneck width, output channels.
 RESNET101_STAGES = (("res2", 3, 64, 256), ("res3", 4, 128, 512),

@@ -44,10 +44,7 @@ def preprocess_image(rgb: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]
         resized = cv2.resize(rgb.astype(np.float32), box.resized_hw[::-1], interpolation=cv2.INTER_LINEAR)
         chw = normalise(resized).transpose(2, 0, 1)
     # The pad is the mean colour, exactly 0 once normalised ((m - m) * k == +0.0).
-    canvas = np.zeros((3, size, size), dtype=np.float32)
-    top, left = box.pad_top, box.pad_left
-    canvas[:, top:top + box.resized_hw[0], left:left + box.resized_hw[1]] = chw
-    return canvas, box
+    return box.on_canvas(chw.astype(np.float32, copy=False)), box
 
 
 def _process_one(job: tuple[str, tuple[int, int]], dataset: VOCSegmentation, out_dir: Path, size: int,

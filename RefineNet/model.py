@@ -20,7 +20,7 @@ from torchvision.models.resnet import Bottleneck, ResNet
 
 from common.weights.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.weights.demo import random_state_dict, save_torch_checkpoint
-from refinenet.config import NUM_CLASSES
+from refinenet.config import PACK, NUM_CLASSES
 
 
 def conv3x3(in_channels: int, out_channels: int, bias: bool = False) -> nn.Conv2d:
@@ -132,7 +132,7 @@ def build_model(num_classes: int = NUM_CLASSES) -> RefineNet101:
     return RefineNet101(num_classes).eval()
 
 
-CHECKPOINT_LAYOUT = WeightsLayout(manifest="RefineNet", sub_keys=("model",), strip_prefixes=("module.",),
+CHECKPOINT_LAYOUT = WeightsLayout(manifest=PACK.manifest, sub_keys=("model",), strip_prefixes=("module.",),
                                   tolerated_missing_suffixes=("num_batches_tracked",))
 
 
@@ -150,7 +150,7 @@ def load_pretrained(path: str | Path, num_classes: int = NUM_CLASSES) -> RefineN
 
 def write_demo_checkpoint(path: str | Path, seed: int = 0, module_prefix: bool = False) -> Path:
     """Random weights in the training script's container (model/epoch/optimisers/schedulers/best_val)."""
-    state = random_state_dict("RefineNet", seed)
+    state = random_state_dict(PACK.manifest, seed)
     if module_prefix:  # as written by multi-device (DistributedDataParallel) training
         state = OrderedDict((f"module.{name}", value) for name, value in state.items())
     container = {"model": state, "epoch": 0, "optimisers": [], "schedulers": [],

@@ -21,7 +21,7 @@ from torch import nn
 
 from common.weights.checkpoint import WeightsLayout, load_container_into, read_checkpoint
 from common.weights.demo import random_state_dict, save_torch_checkpoint
-from wseg.config import NUM_CLASSES
+from wseg.config import PACK, NUM_CLASSES
 SG_PSI = 0.3  # config SG_PSI: test-time mix of shallow features into deep ones
 FOCAL_P = 3  # config FOCAL_P
 FOCAL_LAMBDA = 0.01  # config FOCAL_LAMBDA
@@ -290,7 +290,7 @@ def _build_uninitialised(lean_mask: bool = False) -> WsegNet:
     return model.eval()
 
 
-CHECKPOINT_LAYOUT = WeightsLayout(manifest="Wseg", strip_prefixes=("module.",),
+CHECKPOINT_LAYOUT = WeightsLayout(manifest=PACK.manifest, strip_prefixes=("module.",),
                                   tolerated_missing_suffixes=TOLERATED_MISSING)
 
 
@@ -312,7 +312,7 @@ DEMO_BIAS_JITTER = 1.0
 
 def demo_state_dict(seed: int = 0, with_num_batches_tracked: bool = True) -> dict[str, torch.Tensor]:
     """Manifest-built random weights; the PAMR kernels hold their true constant values."""
-    state = random_state_dict("Wseg", seed)
+    state = random_state_dict(PACK.manifest, seed)
     for name, kernel in pamr_kernels().items():
         state[f"_aff.{name}.kernel"] = kernel.clone()
     _calibrate_demo_classifier(state, seed)

@@ -31,19 +31,6 @@ COCO_CATEGORY_IDS = (
 COCO_CATEGORY_TO_LABEL = {cat_id: label for label, cat_id in enumerate(COCO_CATEGORY_IDS)}
 
 
-def coco_label_to_category_id(label: int) -> int:
-    """Contiguous label 0..79 -> COCO category id (a label outside the range is a UserError)."""
-    if not 0 <= int(label) < len(COCO_CATEGORY_IDS):
-        raise UserError(f"COCO label {label} outside 0..{len(COCO_CATEGORY_IDS) - 1}")
-    return COCO_CATEGORY_IDS[int(label)]
-
-
-def coco_category_id_to_label(category_id: int) -> int:
-    if int(category_id) not in COCO_CATEGORY_TO_LABEL:
-        raise UserError(f"COCO category id {category_id} is not one of the 80 detection categories")
-    return COCO_CATEGORY_TO_LABEL[int(category_id)]
-
-
 class CocoInstances:
     """`<coco_root>/val2017/*.jpg` + `<coco_root>/annotations/instances_val2017.json`.
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Letterbox:
@@ -16,6 +18,13 @@ class Letterbox:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def on_canvas(self, chw: np.ndarray) -> np.ndarray:
+        """The (C, resized h, resized w) image placed on a zero canvas of (C, *canvas_hw): zero is
+        the pad after normalisation in every pack that letterboxes (mean colour, or 0 itself)."""
+        canvas = np.zeros((chw.shape[0], *self.canvas_hw), dtype=chw.dtype)
+        canvas[:, self.pad_top:self.pad_top + self.resized_hw[0], self.pad_left:self.pad_left + self.resized_hw[1]] = chw
+        return canvas
 
     def unpadded(self, canvas):
         """The image area of an array laid out like the canvas (rows and columns first)."""

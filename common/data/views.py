@@ -136,8 +136,3 @@ def make_view(dataset: str, data_root: str | Path, out: str | Path, count: int |
     return VIEWS[dataset](data_root, out, count, input_hw, resize)
 
 
-def view_size_note(out: Path) -> str:
-    linked = sum(1 for p in out.rglob("*") if p.is_symlink())
-    copied = sum(1 for p in out.rglob("*") if p.is_file() and not p.is_symlink())
-    return f"{linked} linked, {copied} written"
-

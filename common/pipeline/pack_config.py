@@ -98,11 +98,6 @@ def ceil_div(value: int, divisor: int) -> int:
     return -(-value // divisor)
 
 
-def conv_out(side: int, kernel: int, stride: int, padding: int) -> int:
-    """Output size of a convolution or pooling along one axis (floor mode)."""
-    return (side + 2 * padding - kernel) // stride + 1
-
-
 @dataclass(frozen=True)
 class StepValues:
     """The fields a template may use. `extra` adds pack-specific ones (e.g. {val_list})."""

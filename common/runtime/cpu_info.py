@@ -41,6 +41,3 @@ def inference_isa(flags: frozenset[str] | None = None) -> list[str]:
     return [name for name in INFERENCE_FLAGS if name in flags]
 
 
-def describe_cpu() -> str:
-    """One phrase for messages and tables: model name and its inference ISA."""
-    return f"{cpu_model()} ({', '.join(inference_isa()) or 'no AVX'})"

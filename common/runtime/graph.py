@@ -7,7 +7,7 @@ module that was exported and compare it with any backend on the same bins.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import onnx
 
@@ -95,11 +95,6 @@ def set_attribute(node: onnx.NodeProto, name: str, value) -> None:
             del node.attribute[index]
             break
     node.attribute.append(onnx.helper.make_attribute(name, value))
-
-
-def nodes_of_type(graph: onnx.GraphProto, op_types: Iterable[str]) -> list[onnx.NodeProto]:
-    wanted = set(op_types)
-    return [node for node in graph.node if node.op_type in wanted]
 
 
 def output_names(model: onnx.ModelProto) -> list[str]:

@@ -11,7 +11,7 @@ import torch
 from onnx import TensorProto, helper
 
 from common.cli import UserError
-from common.runtime.graph import get_attribute, nodes_of_type, read_metadata
+from common.runtime.graph import get_attribute, read_metadata
 from common.pipeline.packs import pack_module
 from common.data.synth.drawing import draw_random_shapes, smooth_background
 
@@ -69,7 +69,7 @@ def test_onnxruntime_matches_pytorch(exported):
 def test_exported_graph_uses_aligned_roi_align_and_records_options(exported):
     _, onnx_path = exported
     graph_model = onnx.load(str(onnx_path))
-    roi_aligns = nodes_of_type(graph_model.graph, ["RoiAlign"])
+    roi_aligns = [n for n in graph_model.graph.node if n.op_type == "RoiAlign"]
     assert len(roi_aligns) == 8  # 4 levels x (box, mask)
     for node in roi_aligns:
         assert get_attribute(node, "coordinate_transformation_mode") == b"half_pixel"
@@ -127,7 +127,7 @@ def test_opset_11_export_uses_the_half_cell_shift_and_matches_its_pytorch_module
                                        "--opset", "11"]))
     graph_model = onnx.load(str(onnx_path))
     assert graph_model.opset_import[0].version == 11
-    for node in nodes_of_type(graph_model.graph, ["RoiAlign"]):
+    for node in [n for n in graph_model.graph.node if n.op_type == "RoiAlign"]:
         assert get_attribute(node, "coordinate_transformation_mode") is None  # RoiAlign-10
     options = json.loads(read_metadata(graph_model)["segzoo_model_options"])
     assert options == {"input_hw": [64, 96], "legacy_roi_align": True}

@@ -17,8 +17,7 @@ import pytest
 from helpers import REPO_ROOT
 from common.files.bins import write_bin
 from common.cli import UserError
-from common.data.coco import (COCO_CATEGORY_TO_LABEL, CocoInstances, coco_category_id_to_label,
-                              coco_label_to_category_id)
+from common.data.coco import COCO_CATEGORY_IDS, COCO_CATEGORY_TO_LABEL, CocoInstances
 from common.data.geometry import Letterbox
 from common.pipeline.packs import pack_module
 from common.data.synth.coco import write_synthetic_coco
@@ -33,11 +32,9 @@ CANVAS_HW = (128, 160)
 # ---- dataset and preprocess facts ------------------------------------------------------------
 
 def test_coco_label_mapping_is_the_mmdet_order():
-    assert coco_label_to_category_id(0) == 1 and coco_label_to_category_id(11) == 13
-    assert coco_label_to_category_id(79) == 90 and coco_category_id_to_label(90) == 79
+    assert COCO_CATEGORY_IDS[0] == 1 and COCO_CATEGORY_IDS[11] == 13 and COCO_CATEGORY_IDS[79] == 90
+    assert COCO_CATEGORY_TO_LABEL[90] == 79
     assert len(COCO_CATEGORY_TO_LABEL) == 80 and 12 not in COCO_CATEGORY_TO_LABEL
-    with pytest.raises(UserError):
-        coco_category_id_to_label(12)
 
 
 def test_synthetic_coco_has_polygons_rle_crowd_and_an_empty_image(tmp_path):
