@@ -21,3 +21,12 @@ def synthetic_voc(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("voc")
     write_synthetic_voc(root, count=4, seed=3, sizes_hw=((60, 80), (80, 45), (64, 64), (30, 100)))
     return root
+
+
+@pytest.fixture
+def out_dir(tmp_path) -> Path:
+    """The output folder of a previous run: one ONNX file that a refused run must leave untouched."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "previous.onnx").write_bytes(b"an earlier export")
+    return folder

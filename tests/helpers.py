@@ -57,3 +57,11 @@ def assert_classes_agree(reference, candidate, rel_tol: float = 1e-4,
     assert (gap[flipped] <= 2 * bound).all(), "the class changed where the reference is not near-tied"
     assert flipped.mean() <= max_flip_fraction, f"{int(flipped.sum())} positions changed class"
     return int(flipped.sum())
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """Every file below `folder` (hidden temporary ones included) with a hash of its bytes: a
+    refused run must leave this unchanged."""
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -12,7 +12,6 @@ reader accepts only where the manifest gives the tensor exactly that shape.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -34,13 +33,13 @@ from common import cli
 from common.weights.checkpoint import WeightsLayout, load_checkpoint_into
 from common.weights.demo import manifest_shapes
 from common.pipeline.packs import pack_module
-from helpers import REPO_ROOT, error_lines, expect_one_line, run_cli
+from helpers import snapshot, REPO_ROOT, error_lines, expect_one_line, run_cli
 
 EXPORTS = {  # pack -> (script, (checkpoint, onnx) -> arguments at a small size)
     "RefineNet": ("RefineNet_pth2onnx", lambda ckpt, out: ["--input-file", ckpt, "--output-file", out,
                                                            "--size", 64]),
     "PointRend": ("PointRend_pkl2onnx", lambda ckpt, out: [ckpt, out, "--input-size", 64, 128]),
-    "3D_HRNet": ("HRNet_pth2onnx", lambda ckpt, out: ["--pth", ckpt, "--save_path", out, "--input_hw", 64, 128]),
+    "3D_HRNet": ("HRNet_pth2onnx", lambda ckpt, out: ["--pth", ckpt, "--save_path", out, "--input-hw", 64, 128]),
     "Wseg": ("wseg_pth2onnx", lambda ckpt, out: [ckpt, out, "--input-size", 64]),
     "MaskRCNN_mmdet": ("mmdet_pth2onnx", lambda ckpt, out: [ckpt, "--output-file", out, "--shape", 64, 64]),
 }
@@ -48,21 +47,6 @@ PEAK_GROWTH_LIMIT_MB = 50
 
 
 # ---- harness ----------------------------------------------------------------------------------
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file below `folder` (hidden temporary ones included) with a hash of its bytes."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
-def out_dir(tmp_path) -> Path:
-    """The output folder of a previous run: one ONNX file that must survive untouched."""
-    folder = tmp_path / "out"
-    folder.mkdir()
-    (folder / "previous.onnx").write_bytes(b"an earlier export")
-    return folder
-
 
 def export(pack: str, checkpoint: Path, out_dir: Path, capsys) -> tuple[int, list[str]]:
     script, argv = EXPORTS[pack]
@@ -460,8 +444,7 @@ BOMBS = {  # id: (builder, layout name in its pack, fragment)
 
 _MEASURE = """
 import json, resource, sys
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/" + sys.argv[3]]
-from common.checkpoint import read_checkpoint
+from common.weights.checkpoint import read_checkpoint
 from common.cli import UserError
 from common.pipeline.packs import pack_module
 layout = pack_module(sys.argv[3], "model").CHECKPOINT_LAYOUT

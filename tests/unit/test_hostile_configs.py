@@ -7,9 +7,7 @@ does not exist, so a config that passed would end in 'checkpoint file not found'
 """
 from __future__ import annotations
 
-import hashlib
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,25 +16,12 @@ from hypothesis import strategies as st
 from common.cli import UserError
 from common.files.config_reader import Setting, check_flag, read_config, read_config_chain
 from common.pipeline.packs import pack_module
-from helpers import expect_one_line, run_cli
+from helpers import snapshot, expect_one_line, run_cli
 
 pkl2onnx = pack_module("PointRend", "PointRend_pkl2onnx")
 wseg2onnx = pack_module("Wseg", "wseg_pth2onnx")
 hrnet2onnx = pack_module("3D_HRNet", "HRNet_pth2onnx")
 mmdet2onnx = pack_module("MaskRCNN_mmdet", "mmdet_pth2onnx")
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
-def out_dir(tmp_path) -> Path:
-    folder = tmp_path / "out"
-    folder.mkdir()
-    (folder / "previous.onnx").write_bytes(b"an earlier export")
-    return folder
 
 
 def expect_refused(module, argv, out_dir, capsys, *fragments) -> str:
@@ -222,4 +207,4 @@ def test_chain_and_flag_helpers_name_what_they_check(tmp_path):
         read_config_chain(tmp_path / "a.yaml", [Setting("X", "int")])
     assert check_flag("--size", 64, minimum=8) == 64
     with pytest.raises(UserError, match=r"^--input_hw 64 7: expected an integer >= 32$"):
-        check_flag("--input_hw", [64, 7], minimum=32)
+        check_flag("--input-hw", [64, 7], minimum=32)
