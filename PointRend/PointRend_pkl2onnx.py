@@ -22,7 +22,7 @@ from pointrend import model
 from common.cli import script_entry
 from common.runtime.export import export_onnx
 from common.files.folders import output_file_parent
-from common.files.config_reader import Setting, check_flag, defaults_of, read_config_chain
+from common.files.config_reader import Setting, check_flag, read_guide_config
 
 PACK = "PointRend"
 # The settings of pointrend_semantic_R_101_FPN_1x_cityscapes.yaml (with its bases) that this
@@ -49,9 +49,7 @@ CONFIG_SETTINGS = (
 def read_config(path: str | Path | None) -> tuple[dict, list[Path]]:
     """The settings from the file and its readable `_BASE_` chain (defaults where absent);
     a missing file means the Cityscapes config's values."""
-    if path is None or not Path(path).is_file():
-        return defaults_of(CONFIG_SETTINGS), []
-    return read_config_chain(path, CONFIG_SETTINGS)
+    return read_guide_config(path, CONFIG_SETTINGS, "detectron2")
 
 
 def model_options(config: dict, input_hw, class_map: str | None, point_sampler: str = "exact") -> dict:
@@ -98,9 +96,7 @@ def main(args: argparse.Namespace) -> int:
     if args.static_batch is not None:
         check_flag("--static-batch", args.static_batch, minimum=1)
     config, chain = read_config(args.config)
-    if args.config is not None and not chain:
-        print(f"note: config {args.config} not found; using the Cityscapes config values")
-    elif chain:
+    if chain:
         print("config: " + " <- ".join(str(p) for p in chain))
     input_hw = args.input_size or (config["INPUT.MIN_SIZE_TEST"], config["INPUT.MAX_SIZE_TEST"])
     class_map = None if args.class_map == "none" else args.class_map

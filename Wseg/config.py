@@ -37,7 +37,7 @@ PACK = PackConfig(
     prepare=(
         Step("preprocess (wseg_preprocess.py)", ("wseg_preprocess.py", "{data}", _VAL_LIST, "{bins}",
                                                 "--pad-size", "{h}"), "preprocess"),
-        Step("export to ONNX (wseg_pth2onnx.py)", ("wseg_pth2onnx.py", "{weights}", "{work}/model/wideresnet_dybs.onnx",
+        Step("export to ONNX (wseg_pth2onnx.py)", ("wseg_pth2onnx.py", GUIDE_CONFIG, "{weights}", "{work}/model/wideresnet_dybs.onnx",
                                                   "--input-size", "{h}"), "export"),
         Step("graph fix (fix_softmax_transpose.py)", ("fix_softmax_transpose.py", "{work}/model/wideresnet_dybs.onnx",
                                                      "{onnx}"), "fix"),

@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 
 from common.cli import UserError, script_entry
-from common.files.config_reader import Setting
-from common.files.config_reader import read_config as read_settings_file
+from common.files.config_reader import Setting, read_guide_config
 from common.files.folders import output_file_parent
 from common.runtime.export import export_onnx
 from wseg import model
@@ -56,14 +55,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def read_config(path: Path) -> dict:
-    """The settings of the yaml config, checked against what the network hard-codes."""
-    return read_settings_file(path, CONFIG_SETTINGS)
+def read_config(path: Path | None) -> dict:
+    """The settings of the yaml config, checked against what the network hard-codes (the
+    published voc_resnet38.yaml's values when the file is absent: no 1-stage-wseg clone)."""
+    return read_guide_config(path, CONFIG_SETTINGS, "1-stage-wseg")[0]
 
 
 def input_size_from(args: argparse.Namespace, config: dict | None) -> int:
     size = args.input_size
-    if size is None and config is not None and config["TEST.PAD_SIZE"] is not None:
+    if size is None and config.get("TEST.PAD_SIZE") is not None:
         height, width = config["TEST.PAD_SIZE"]
         if height != width:
             raise UserError(f"{args.config}: TEST.PAD_SIZE {[height, width]} is not square")
@@ -76,7 +76,7 @@ def input_size_from(args: argparse.Namespace, config: dict | None) -> int:
 
 def main(args: argparse.Namespace) -> int:
     output_file_parent(args.output)  # before the slow load and export, not after them
-    config = read_config(args.config) if args.config is not None else None
+    config = read_config(args.config)
     size = input_size_from(args, config)
     options = {"lean_mask": bool(args.lean_mask)}
     network = model.load_pretrained(args.checkpoint, **options)

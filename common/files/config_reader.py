@@ -9,6 +9,8 @@ Keys a pack does not list are ignored (upstream configs carry many training-only
 """
 from __future__ import annotations
 
+import sys
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -224,3 +226,17 @@ def check_flag(flag: str, value, kind: str = "int", **bounds):
             shown = " ".join(map(str, values))
             raise UserError(f"{flag} {shown}: expected {setting.describe()}")
     return value
+
+
+def read_guide_config(path: str | Path | None, settings: Sequence[Setting], upstream: str) -> tuple[dict, list[Path]]:
+    """The config a guide passes from an upstream clone: its settings (and `_BASE_` chain) when
+    the file is there; when it is not (no clone, which this project does not need), the values
+    built into the pack, said in one warning line naming the file, so the guide's command runs
+    as written."""
+    if path is None:
+        return defaults_of(settings), []
+    if not Path(path).is_file():
+        print(f"[WARNING] {path}: config file not found (no {upstream} clone here); using the values "
+              "this pack builds in, the published config's", file=sys.stderr)
+        return defaults_of(settings), []
+    return read_config_chain(path, settings)
