@@ -21,8 +21,11 @@ def map_with_progress(func: Callable[[Item], Result], items: Sequence[Item], wor
     try:
         if workers <= 1 or len(items) <= 1:
             for item in items:
-                yield func(item)
+                result = func(item)
+                # counted before it is handed out: a consumer that stops pulling once it has
+                # every result (zip) must still leave the bar at 100 %
                 bar.update()
+                yield result
             return
         context = multiprocessing.get_context("spawn" if _torch_threads_started() else "fork")
         # Chunks of a few items save messaging on small images, but with only a few items per
@@ -30,8 +33,8 @@ def map_with_progress(func: Callable[[Item], Result], items: Sequence[Item], wor
         chunksize = max(1, min(4, len(items) // (workers * 8)))
         with context.Pool(workers) as pool:
             for result in pool.imap(func, items, chunksize=chunksize):
-                yield result
                 bar.update()
+                yield result
     finally:
         bar.close()
 
