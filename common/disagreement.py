@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 from tqdm import tqdm
 
-from common.cli import UserError, script_entry
 from common.files.atomic import write_json_atomic
 from common.viz.disagreement import compare_pair, count_text, draw_disagreement, pair_show_dirs
 from common.viz.draw import save_png

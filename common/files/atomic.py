@@ -35,6 +35,11 @@ TEMP_NAME = re.compile(r"^\.(?P<final>.+)\.(?:(?P<pid>\d+)-)?[a-z0-9_]+\.tmp(\.[
 # Errors that only a write can raise: with no file name attached (a write() on an open file)
 # they still name the file being written, whatever library made the call.
 _WRITE_ONLY_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+# The temporary files this process is writing: a signal can end the process at a point where
+# no `finally` of atomic_path will run any more (a pool worker exits with os._exit), so the
+# signal's handler removes these itself (remove_live_temps). Keyed by the writer's process id:
+# a forked worker inherits the parent's entries, which are not its own.
+_LIVE_TEMPS: dict[str, int] = {}
 
 
 @contextlib.contextmanager
@@ -55,6 +60,7 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
                                         dir=final_path.parent)
     except OSError as err:
         raise UserError(f"{final_path}: cannot write ({_reason(err)})") from None
+    _LIVE_TEMPS[tmp_name] = os.getpid()
     tmp_path = Path(tmp_name)
     try:
         os.close(fd)
@@ -74,6 +80,7 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     finally:
         with contextlib.suppress(OSError):  # a failed cleanup must not hide why the write failed
             tmp_path.unlink(missing_ok=True)
+        _LIVE_TEMPS.pop(tmp_name, None)
 
 
 def _make_parent(final_path: Path) -> None:
@@ -119,6 +126,20 @@ def _json_default(value):
 def is_temp_name(name: str) -> bool:
     """True for the name of an atomic_path temporary file (finished files never match)."""
     return bool(TEMP_NAME.match(name))
+
+
+def remove_live_temps() -> int:
+    """Delete the temporary files this process is still writing (it is being stopped by a
+    signal); returns how many were there."""
+    removed = 0
+    for name, pid in list(_LIVE_TEMPS.items()):
+        if pid != os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+            removed += 1
+        _LIVE_TEMPS.pop(name, None)
+    return removed
 
 
 def _writer_alive(pid_text: str | None) -> bool:

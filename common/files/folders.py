@@ -21,6 +21,13 @@ def output_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+def output_folders(*paths: str | os.PathLike | None) -> None:
+    """output_folder for each folder given (None: an optional output not asked for)."""
+    for path in paths:
+        if path is not None:
+            output_folder(path)
+
+
 def output_file_parent(path: str | os.PathLike) -> Path:
     """Check an output file path before hours of work: not a folder, its folder creatable.
     Temporary files a killed run left while writing this file are removed."""
