@@ -30,30 +30,36 @@ EXIT_INTERRUPTED = 130
 INTERRUPTED_LINE = "interrupted: finished files are kept, partial ones were never renamed into place"
 
 
-def run_script(main: Callable, parse_args: Callable, argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, run `main(args)`, and turn a UserError into `error: ...` on stderr."""
+def run_script(main: Callable, parse_args: Callable, argv: Sequence[str] | None = None,
+               exiting: bool = False) -> int:
+    """Parse arguments, run `main(args)`, and turn a UserError into `error: ...` on stderr.
+
+    `exiting`: the process ends with the returned code (script_entry), so after a Ctrl-C further
+    ones stay ignored up to the exit; in-process callers (tests) get their SIGINT handler back."""
     args = parse_args(argv)
     previous_handler = _interrupt_once()
+    interrupted = False
     try:
         result = main(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as err:
+        interrupted = True
         from common.files.atomic import remove_live_temps  # not at the top: atomic imports this module
         remove_live_temps()  # any a suspended writer has not removed on the way up
         if not isinstance(err, ChildInterrupted):
             print(INTERRUPTED_LINE, file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
-        if previous_handler is not None:
+        if previous_handler is not None and not (interrupted and exiting):
             signal.signal(signal.SIGINT, previous_handler)
     return int(result or 0)
 
 
 def script_entry(main: Callable, parse_args: Callable) -> None:
     """`if __name__ == "__main__": script_entry(main, parse_args)`."""
-    sys.exit(run_script(main, parse_args))
+    sys.exit(run_script(main, parse_args, exiting=True))
 
 
 def _raise_once(signum, frame) -> None:

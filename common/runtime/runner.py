@@ -59,7 +59,7 @@ def timing_stats(times_ms: Sequence[float]) -> dict:
 
 
 def batch_size_for(specs: Sequence[TensorSpec], requested: int | None, sample_count: int | None = None,
-                   model_name: str = "") -> int:
+                   model: str = "the model") -> int:
     """Static-batch models dictate the batch; dynamic ones take --batchsize (default 1), at most
     the number of samples (a larger batch would only be padding: said on stderr). A batch of
     inputs larger than MAX_BATCH_BYTES is refused."""
@@ -67,7 +67,7 @@ def batch_size_for(specs: Sequence[TensorSpec], requested: int | None, sample_co
     if not first.batch_is_dynamic:
         if requested and requested != first.shape[0]:
             raise UserError(f"--batchsize {requested} does not match the model's static batch {first.shape[0]}")
-        batch, what = int(first.shape[0]), f"the static batch {first.shape[0]} of {model_name or 'the model'}"
+        batch, what = int(first.shape[0]), f"{model}: its static batch of {first.shape[0]}"
     else:
         batch = int(requested or 1)
         if sample_count is not None and batch > sample_count:
@@ -91,11 +91,12 @@ def run_inference(backend: Backend, input_arg: str, output: str | Path, output_d
     specs = backend.input_specs()
     model_path = getattr(backend, "model_path", None)
     model_name = Path(model_path).name if model_path else ""
-    check_input_specs(specs, model_name)
+    model_label = str(model_path) if model_path else "the model"  # the file, as the user named it
+    check_input_specs(specs, model_label)
     samples = collect_samples(input_arg, specs)
     for note in check_sample_sizes(samples, specs, model_name):
         print(f"[WARNING] {note}", file=sys.stderr)
-    batch = batch_size_for(specs, batchsize, len(samples), model_name)
+    batch = batch_size_for(specs, batchsize, len(samples), model_label)
     result_dir = Path(output) / (output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S"))
     try:
         result_dir.mkdir(parents=True, exist_ok=True)
@@ -127,13 +128,13 @@ def run_inference(backend: Backend, input_arg: str, output: str | Path, output_d
         feeds = _assemble_batch(batch_samples, specs, batch)
         if batch_index == 0:
             for _ in range(warmup_count):
-                check_outputs(backend.run(feeds), output_names, batch, model_name)
+                check_outputs(backend.run(feeds), output_names, batch, model_label)
         outputs = None
         for _ in range(max(1, loop)):
             start = time.perf_counter()
             outputs = backend.run(feeds)
             times_ms.append((time.perf_counter() - start) * 1000.0)
-        check_outputs(outputs, output_names, batch, model_name)
+        check_outputs(outputs, output_names, batch, model_label)
         for slot, stem in enumerate(stems):  # padded slots (beyond len(stems)) are never written
             for path, array in zip(output_paths(result_dir, stem, num_outputs, outfmt), outputs):
                 piece = array[slot]
@@ -151,23 +152,23 @@ def run_inference(backend: Backend, input_arg: str, output: str | Path, output_d
     return summary
 
 
-def check_outputs(outputs: Sequence[np.ndarray], names: Sequence[str], batch: int, model_name: str = "") -> None:
+def check_outputs(outputs: Sequence[np.ndarray], names: Sequence[str], batch: int, model: str = "the model") -> None:
     """Each output must carry the batch axis first (the runner writes one slice per sample) and
-    hold numbers; checked on every run, before anything of that batch is written."""
-    of_model = f" of {model_name}" if model_name else ""
+    hold numbers; checked on every run, before anything of that batch is written. An output
+    whose first axis merely equals the batch size cannot be told from a batch axis."""
     if len(outputs) != len(names):
-        raise UserError(f"the model{of_model} returned {len(outputs)} outputs, it declares {len(names)}: "
-                        f"{', '.join(names)}")
+        raise UserError(f"{model}: returned {len(outputs)} outputs, the graph declares {len(names)} "
+                        f"({', '.join(names)})")
     for name, array in zip(names, outputs):
         array = np.asarray(array)
         if array.ndim == 0:
-            raise UserError(f"output '{name}'{of_model} is a scalar: no batch axis to cut into one file per "
+            raise UserError(f"{model}: output '{name}' is a scalar: no batch axis to cut into one file per "
                             "sample (the runner's contract: batch axis first)")
         if array.shape[0] != batch:
-            raise UserError(f"output '{name}'{of_model} has shape {tuple(array.shape)} for a batch of {batch}: "
+            raise UserError(f"{model}: output '{name}' has shape {tuple(array.shape)} for a batch of {batch}: "
                             f"its first axis is not the batch axis, so it cannot be cut into one file per sample")
-        if array.dtype.kind not in "biufc":
-            raise UserError(f"output '{name}'{of_model} holds {array.dtype} values, which a raw bin cannot hold")
+        if array.dtype.kind not in "biuf":
+            raise UserError(f"{model}: output '{name}' holds {array.dtype} values, which a raw bin cannot hold")
 
 
 def _outputs_finished(result_dir: Path, stem: str, output_specs: Sequence[TensorSpec | None], outfmt: str,

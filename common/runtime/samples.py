@@ -66,14 +66,16 @@ def _samples_from_files(files: list[Path], specs: Sequence[TensorSpec]) -> list[
     return [[files[k * group + i] for k in range(len(specs))] for i in range(group)]
 
 
-def check_input_specs(specs: Sequence[TensorSpec], model_name: str = "") -> None:
+def check_input_specs(specs: Sequence[TensorSpec], model: str = "the model") -> None:
     """Each model input needs a batch axis first and a fixed shape after it (one bin = one sample)."""
-    of_model = f" of {model_name}" if model_name else ""
     for spec in specs:
         if not spec.shape:
-            raise UserError(f"input '{spec.name}'{of_model} is a scalar (shape ()): the runner feeds a batch "
+            raise UserError(f"{model}: input '{spec.name}' is a scalar (shape ()): the runner feeds a batch "
                             "axis first, one file per sample along it")
-        spec.sample_shape()
+        if not all(isinstance(d, int) for d in spec.shape[1:]):
+            dims = ",".join("?" if d is None else str(d) for d in spec.shape)
+            raise UserError(f"{model}: input '{spec.name}' has dynamic axes beyond the batch ({dims}): "
+                            "raw bins need a fixed sample shape")
 
 
 def check_sample_sizes(samples: list[list[Path]], specs: Sequence[TensorSpec], model_name: str = "") -> list[str]:
@@ -103,8 +105,10 @@ def check_sample_sizes(samples: list[list[Path]], specs: Sequence[TensorSpec], m
 
 
 def _file_size(path: Path) -> int:
+    """The size of an input file, opened for reading: an unreadable one is named before any work."""
     try:
-        return path.stat().st_size
+        with open(path, "rb") as handle:
+            return os.fstat(handle.fileno()).st_size
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror})") from None
 
@@ -134,7 +138,10 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
     except (ValueError, EOFError) as err:  # bad magic, cut header or data, object arrays
-        raise UserError(f"{path}: not a readable .npy file ({str(err).splitlines()[0] if str(err) else 'cut short'})") from None
+        reason = str(err).splitlines()[0] if str(err) else "cut short"
+        if "Python objects" in reason or "allow_pickle" in reason:
+            reason = "an array of Python objects, not numbers"
+        raise UserError(f"{path}: not a readable .npy file ({reason})") from None
     if not isinstance(array, np.ndarray):  # an .npz archive under an .npy name
         raise UserError(f"{path}: not an .npy array file (an .npz archive?)")
     return tuple(array.shape), array.dtype
