@@ -12,6 +12,7 @@ from pathlib import Path
 
 from common.cli import script_entry
 from common.files.atomic import write_json_atomic
+from common.files.folders import output_file_parent
 from common.files.json_files import lookup_number, read_json
 from common.summary.markdown import summary_markdown
 from common.pipeline.packs import PACK_NAMES, pack_config
@@ -85,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         row["verdict"] = segmentation_verdict(difference, parity.argmax_mismatch, parity.class_changed,
                                               parity.class_positions, tolerance)
-    write_json_atomic(work / "summary_row.json", row)
+    write_json_atomic(output_file_parent(work / "summary_row.json"), row)
     print(summary_markdown([row]), end="")
     print(f"{args.pack}: {row['verdict']}")
     return 0
