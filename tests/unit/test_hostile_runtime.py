@@ -885,31 +885,40 @@ def test_ctrl_c_with_pool_workers_is_one_line_and_stops_them(tmp_path):
     assert left == [], "worker processes outlived the interrupted run"
 
 
-def test_a_step_interrupted_with_its_parent_reports_once(tmp_path):
-    """run_pack and run_all wait for the step they run (it got the Ctrl-C too) and stay silent
-    when it reported the interrupt itself; a step that ignores the signal gets it forwarded."""
-    step = ("import time, sys\n"
-            "from common.cli import run_script\n"
-            "def main(args):\n"
-            "    time.sleep(60)\n"
-            "sys.exit(run_script(main, lambda argv: None))\n")
-    parent = ("import subprocess, sys\n"
-              "from common.cli import interrupted_child, run_script, wait_for_child\n"
-              "def main(args):\n"
-              "    process = subprocess.Popen([sys.executable, '-c', sys.argv[1]])\n"
-              "    print('started', flush=True)\n"
-              "    try:\n"
-              "        return process.wait()\n"
-              "    except KeyboardInterrupt:\n"
-              "        raise interrupted_child(wait_for_child(process, grace_s=float(sys.argv[2]))) from None\n"
-              "sys.exit(run_script(main, lambda argv: None))\n")
-    for group, grace in ((True, 5.0), (False, 0.5)):  # a terminal's Ctrl-C; `kill -INT` of the parent alone
-        process = subprocess.Popen([PY, "-c", parent, step, str(grace)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True, env=_env())
-        assert process.stdout.readline() == "started\n"
-        time.sleep(1.0)  # the step is in its main by now
-        code, lines = _interrupted(process, group=group)
-        assert (code, lines) == (130, [cli.INTERRUPTED_LINE]), (group, lines)
+STEP_THAT_SLEEPS = ("import sys, time; from common.cli import run_script; "
+                    "sys.exit(run_script(lambda args: time.sleep(60), lambda argv: None))")
+# A parent as run_pack is one (its run_step), or as run_all is one (its run_logged, output piped).
+RUN_PACK_PARENT = ("import sys; from common import run_pack; from common.cli import run_script; "
+                   "from common.pipeline.pack_config import Step; from common.pipeline.packs import pack_config; "
+                   "step = Step('a step', ('-c', sys.argv[1]), 'compare'); print('started', flush=True); "
+                   "sys.exit(run_script(lambda args: run_pack.run_step(pack_config('RefineNet'), step, "
+                   "dict(py=sys.executable)), lambda argv: None))")
+RUN_ALL_PARENT = ("import sys; from pathlib import Path; from common import run_all; from common.cli import run_script; "
+                  "print('started', flush=True); sys.exit(run_script(lambda args: run_all.run_logged("
+                  "[sys.executable, '-c', sys.argv[1]], Path(sys.argv[2])), lambda argv: None))")
+
+
+@pytest.mark.parametrize("parent", ["run_pack", "run_all"])
+@pytest.mark.parametrize("group", [True, False], ids=["terminal Ctrl-C", "kill -INT of the parent"])
+def test_a_step_interrupted_with_its_parent_reports_once(tmp_path, parent, group):
+    """run_pack and run_all wait for the step they run (a terminal's Ctrl-C reached it too, or
+    they forward it) and stay silent when it reported the interrupt itself: one line, 130."""
+    code = RUN_PACK_PARENT if parent == "run_pack" else RUN_ALL_PARENT
+    process = subprocess.Popen([PY, "-c", code, STEP_THAT_SLEEPS, str(tmp_path / "pack.log")], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env=_env())
+    assert process.stdout.readline().strip().endswith("started")
+    time.sleep(1.5)  # the step is in its main by now
+    if group:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    # run_all copies the step's output (stderr too) to its stdout and the log; run_pack leaves it on stderr
+    shown = (stderr if parent == "run_pack" else stdout).splitlines()[-1:]
+    assert (process.returncode, shown) == (130, [cli.INTERRUPTED_LINE]), (stdout, stderr)
+    assert (stdout + stderr).count(cli.INTERRUPTED_LINE) == 1  # said once, by the step
+    assert hidden_files(tmp_path) == []
 
 
 # ---- scripts import common first ---------------------------------------------------------------------
