@@ -81,8 +81,10 @@ def _interrupt_once():
 
 
 def _report_interrupt_before_main(exc_type, exc, traceback) -> None:
-    """sys.excepthook: Ctrl-C during the imports or the argument parsing is one line, exit 130."""
-    if issubclass(exc_type, KeyboardInterrupt):
+    """sys.excepthook: Ctrl-C during the imports or the argument parsing is one line, exit 130.
+    (Not in an interactive session, where Ctrl-C only stops the statement.)"""
+    interactive = sys.flags.interactive or hasattr(sys, "ps1")
+    if issubclass(exc_type, KeyboardInterrupt) and not interactive:
         try:
             sys.stdout.flush()
         except (OSError, ValueError):
