@@ -22,9 +22,10 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import numpy as np
 
-from common.cli import UserError, script_entry
 from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name,
                                     cityscapes_image_of_label, list_cityscapes_labels,
                                     read_cityscapes_train_ids)
@@ -32,7 +33,7 @@ from common.eval.confusion import ConfusionMatrix
 from common.eval.upsample import bilinear_argmax
 from common.files.atomic import write_json_atomic
 from common.files.bins import list_bins, read_bin, require_finite
-from common.files.folders import output_file_parent
+from common.files.folders import output_file_parent, output_folders
 from common.files.outputs import split_output_name, warn_left_out
 from common.pipeline.parallel import map_with_progress
 from common.pipeline.preprocess import add_allow_missing_argument, add_workers_argument
@@ -146,6 +147,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     res_path = Path(args.res_path)
     output_file_parent(args.save_path)  # a bad --save_path fails now, not after scoring
+    output_folders(args.show_dir)
     labels = list_cityscapes_labels(args.data_path)
     outputs = index_outputs(res_path)
     names, missing = pair_outputs_with_labels(outputs, labels, args.output_index, args.allow_missing)

@@ -14,9 +14,10 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import numpy as np
 
-from common.cli import UserError, script_entry
 from common.data.cityscapes import CityscapesFine, CityscapesSample
 from common.data.images import image_sizes, read_image_bgr
 from common.data.pixel_lut import PixelLUT

@@ -20,10 +20,11 @@ import argparse
 import shlex
 from dataclasses import dataclass
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import onnx
 
 from common.runtime.atc import atc_command
-from common.cli import UserError, script_entry
 from common.runtime.graph import (atc_out_nodes, get_attribute, load_onnx, producers, save_onnx,
                                   set_attribute, set_metadata)
 

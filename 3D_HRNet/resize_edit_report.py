@@ -15,8 +15,9 @@ import json
 from pathlib import Path
 
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 from hrnet3d.config import NUM_CLASSES
-from common.cli import UserError, script_entry
 from common.files.atomic import write_json_atomic
 from common.eval.parity import compare_output_folders
 

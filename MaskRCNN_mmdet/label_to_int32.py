@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import onnx
 from onnx import TensorProto, helper
 
-from common.cli import UserError, script_entry
 from common.runtime.graph import (META_OPTIONS, consumers, get_attribute, load_onnx, producers,
                                   read_metadata, save_onnx, set_attribute, set_metadata)
 

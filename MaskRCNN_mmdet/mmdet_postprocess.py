@@ -21,18 +21,21 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import cv2
 import numpy as np
 
-from common.cli import UserError, script_entry
 from common.data.coco import COCO_CATEGORY_IDS, COCO_CLASSES, CocoInstances
 from common.data.geometry import Letterbox
 from common.eval import coco_eval
-from common.files.atomic import atomic_path, write_json_atomic, write_text_atomic
+from common.files.atomic import write_json_atomic, write_text_atomic
+from common.files.folders import output_file_parent, output_folders
 from common.files.bins import read_bin, require_finite
 from common.files.info import parse_info
 from common.files.outputs import match_outputs, output_file, warn_left_out
 from common.pipeline.parallel import map_with_progress
+from common.viz.draw import save_encoded
 from common.pipeline.preprocess import META_NAME, add_allow_missing_argument, add_workers_argument, find_meta, read_meta
 from maskrcnn_mmdet import config
 MASK_THRESHOLD = 0.5  # test_cfg.rcnn.mask_thr_binary
@@ -196,9 +199,7 @@ def draw_detections(image_path: Path, detections: list[dict], out_path: Path, sc
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, 1)
         cv2.putText(image, f"{COCO_CLASSES[det['label']]} {det['score']:.2f}", (x1, max(y1 - 2, 8)),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
-    with atomic_path(out_path) as tmp:
-        if not cv2.imwrite(str(tmp), image):
-            raise UserError(f"{out_path}: could not write the drawing")
+    save_encoded(out_path, image)
 
 
 def process_one(sample: tuple[str, int, str], result_dir: Path, geometry: dict, det_dir: Path,
@@ -299,6 +300,8 @@ def main(args: argparse.Namespace) -> int:
     kept = set(stems)
     samples = [s for s in samples if s[0] in kept]
     det_dir = Path(args.det_results_path)
+    save_path = output_file_parent(Path(args.save_path) if args.save_path else det_dir / "metrics.json")
+    output_folders(det_dir, det_dir / "show" if args.ifShowDetObj else None)
     work = partial(process_one, result_dir=result_dir, geometry=geometry, det_dir=det_dir,
                    show=args.ifShowDetObj, show_threshold=args.show_score_thr)
     image_ids = [s[1] for s in samples]
@@ -322,7 +325,6 @@ def main(args: argparse.Namespace) -> int:
               "images": len(samples), "images_left_out": len(missing), "detections": detection_count,
               "segm_area": "mask" if args.segm_area_from_mask else "box (mmdet 2.8)",
               "result_dir": str(result_dir)}
-    save_path = Path(args.save_path) if args.save_path else det_dir / "metrics.json"
     write_json_atomic(save_path, report)
     print(f"bbox mAP: {stats['bbox']['AP']:.4f}  segm mAP: {stats['segm']['AP']:.4f}  "
           f"({detection_count} detections on {len(samples)} images; metrics written to {save_path})")

@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.cli import script_entry  # first: a Ctrl-C during the imports below is one line
+
 import torch
 
 from pointrend import model
-from common.cli import script_entry
 from common.runtime.export import export_onnx
 from common.files.folders import output_file_parent
 from common.files.config_reader import Setting, check_flag, read_guide_config

@@ -20,16 +20,17 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import cv2
 import numpy as np
 
-from common.cli import UserError, script_entry
 from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABELS,
                                     CityscapesFine, read_cityscapes_train_ids)
 from common.eval.confusion import ConfusionMatrix
 from common.eval.seg_report import report_segmentation
 from common.eval.upsample import argmax_classes
-from common.files.atomic import atomic_path
+from common.files.folders import output_file_parent, output_folders
 from common.files.bins import read_bin, require_finite
 from common.files.outputs import match_outputs, output_file, warn_left_out
 from common.pipeline.parallel import map_with_progress
@@ -37,6 +38,7 @@ from common.pipeline.preprocess import (META_NAME, add_allow_missing_argument, a
                                         read_meta)
 from pointrend import config
 from pointrend.config import NUM_CLASSES
+from common.viz.draw import save_encoded
 from common.viz.palettes import CITYSCAPES
 from common.viz.show import add_show_dir_argument, write_show_pictures
 OUTPUT_KINDS = {  # name -> (bytes per pixel, numpy dtype, has a class axis)
@@ -91,8 +93,7 @@ def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None,
     stem = sample.image_path.name.split(".", 1)[0]
     prediction = read_prediction(output_file(result_dir, stem), input_hw, target.shape)
     if pred_dir is not None:
-        with atomic_path(pred_dir / f"{sample.name}_pred.png") as tmp:
-            cv2.imwrite(str(tmp), train_id_to_label_id_lut()[prediction])
+        save_encoded(pred_dir / f"{sample.name}_pred.png", train_id_to_label_id_lut()[prediction])
     if show_dir is not None:
         write_show_pictures(show_dir, sample.name, prediction, CITYSCAPES, sample.image_path)
     matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
@@ -144,14 +145,14 @@ def main(args: argparse.Namespace) -> int:
     stems, missing = match_outputs(result_dir, list(by_stem), allow_missing=args.allow_missing)
     warn_left_out(missing, len(by_stem))
     pred_dir = Path(args.pred_dir) if args.pred_dir else None
-    if pred_dir is not None:
-        pred_dir.mkdir(parents=True, exist_ok=True)
+    save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
+    output_file_parent(save_path)
+    output_folders(pred_dir, args.show_dir)
     matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
     work = partial(score_one, result_dir=result_dir, input_hw=input_hw, pred_dir=pred_dir, show_dir=args.show_dir)
     for image_matrix in map_with_progress(work, [by_stem[s] for s in stems], args.workers,
                                           desc="Postprocess"):
         matrix.merge(image_matrix)
-    save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     report_segmentation(matrix, CITYSCAPES_CLASSES, save_path, {
         "metric": "Cityscapes class IoU (19 trainIds, void ignored)",
         "output_kind": output_kind(output_file(result_dir, stems[0]), input_hw),

@@ -17,10 +17,11 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from common.cli import script_entry  # first: a Ctrl-C during the imports below is one line
+
 import cv2
 import numpy as np
 
-from common.cli import script_entry
 from common.data.cityscapes import CityscapesFine
 from common.data.images import image_sizes, read_image_bgr
 from common.data.pixel_lut import PixelLUT

@@ -12,17 +12,18 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import cv2
 import numpy as np
 
-from common.cli import UserError, script_entry
 from common.data.geometry import Letterbox, letterbox
 from common.data.images import image_sizes, read_palette_label
 from common.data.voc import VOC_CLASSES, VOC_IGNORE, VOCSegmentation
 from common.eval.confusion import ConfusionMatrix
 from common.eval.seg_report import report_segmentation
 from common.files.bins import read_bin, require_finite
-from common.files.folders import output_file_parent
+from common.files.folders import output_file_parent, output_folders
 from common.files.outputs import match_outputs, output_file, warn_left_out
 from common.pipeline.parallel import map_with_progress
 from common.pipeline.preprocess import META_NAME, add_run_arguments, find_meta, read_meta
@@ -132,6 +133,7 @@ def main(args: argparse.Namespace) -> int:
     geometry, size = geometry_of(result_dir, args.meta, args.size)
     save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     output_file_parent(save_path)
+    output_folders(args.show_dir)
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
     work = partial(score_one, dataset=dataset, result_dir=result_dir, geometry=geometry, size=size,
                    show_dir=args.show_dir)

@@ -11,10 +11,11 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from common.cli import script_entry  # first: a Ctrl-C during the imports below is one line
+
 import cv2
 import numpy as np
 
-from common.cli import script_entry
 from common.data.geometry import Letterbox, letterbox
 from common.data.images import image_sizes, read_image_rgb
 from common.data.pixel_lut import PixelLUT

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from common.cli import script_entry  # first: a Ctrl-C during the imports below is one line
+
 import torch
 
-from common.cli import script_entry
 from common.files.folders import output_file_parent
 from common.runtime.export import export_onnx
 from refinenet import model

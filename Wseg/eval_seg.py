@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from common.cli import UserError, script_entry
 from common.data.voc import VOC_CLASSES, VOC_IGNORE
 from common.data.images import read_palette_label
 from common.files.atomic import write_json_atomic
+from common.files.folders import output_file_parent
 from common.eval.confusion import ConfusionMatrix
 from common.data.voc import check_exist, read_sample_list
 
@@ -72,6 +74,7 @@ def main(args: argparse.Namespace) -> int:
     check_exist(samples, labels=True)
     if not args.masks.is_dir():
         raise UserError(f"{args.masks}: mask folder not found")
+    save_path = output_file_parent(args.save_path or Path(str(args.masks).rstrip("/") + "_miou.json"))
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
     skipped = []
     for sample in tqdm(samples, desc="Evaluate", unit="img"):
@@ -101,7 +104,6 @@ def main(args: argparse.Namespace) -> int:
               "per_class": {name: {key: float(stats[key][i]) for key in PER_CLASS_KEYS}
                             for i, name in enumerate(VOC_CLASSES)},
               "confusion_matrix": matrix.matrix.tolist()}
-    save_path = args.save_path or Path(str(args.masks).rstrip("/") + "_miou.json")
     write_json_atomic(save_path, result)
     print(f"miou: {miou_all:.6f}\nmetrics written to {save_path}")
     return 0

@@ -23,11 +23,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from common.cli import UserError, script_entry
 from common.runtime.graph import (META_ATC_ONLY as ATC_ONLY_KEY, consumers, get_attribute, load_onnx,
                                   producers, save_onnx, set_metadata)
 

@@ -18,15 +18,17 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from common.cli import UserError, script_entry
 from common.data.images import image_sizes
 from common.data.voc import ListedSample, check_exist, read_sample_list
 from common.files.atomic import atomic_path, write_json_atomic
+from common.files.folders import output_folders
 from common.files.bins import read_bin, require_finite
 from common.files.outputs import match_outputs, warn_left_out
 from common.pipeline.parallel import map_with_progress
@@ -207,6 +209,7 @@ def main(args: argparse.Namespace) -> int:
     ready_ids = {s.image_id for s in ready}
     warn_left_out([s.image_id for s in samples if s.image_id not in ready_ids], len(samples))
     crf_mode = "off" if crf_backend(args.crf) is None else "on"
+    output_folders(args.out_dir, args.out_dir / "crf" if crf_mode == "on" else None, args.show_dir)
     work = partial(postprocess_one, result_dir=args.result_dir, out_dir=args.out_dir, meta=meta,
                    crf_mode=crf_mode, show_dir=args.show_dir)
     records = list(map_with_progress(work, ready, args.workers, desc="Postprocess"))

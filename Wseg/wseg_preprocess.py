@@ -19,10 +19,11 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 import numpy as np
 from PIL import Image
 
-from common.cli import UserError, script_entry
 from common.data.images import image_sizes
 from common.data.voc import ListedSample, check_exist, read_sample_list
 from common.files.bins import is_finished_bin, write_bin

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 from tqdm import tqdm
 
-from common.cli import UserError, script_entry
 from common.files.atomic import write_json_atomic
+from common.files.folders import output_folder
 from common.viz.disagreement import compare_pair, count_text, draw_disagreement, pair_show_dirs
 from common.viz.draw import save_png
 
@@ -41,6 +43,7 @@ def main(args: argparse.Namespace) -> int:
                             f"(first: {', '.join(stems[:SHOW_FIRST])}); pass --allow-missing to compare the rest")
     if not pairs:
         raise UserError(f"{args.reference}, {args.candidate}: no image in common")
+    output_folder(args.out)
     names = args.names or [args.reference.name, args.candidate.name]
     title = f"{names[0]} vs {names[1]}"
     images, differing, pixels = [], 0, 0

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from common.cli import script_entry
 from common.files.atomic import write_json_atomic
+from common.files.folders import output_file_parent
 from common.files.json_files import lookup_number, read_json
 from common.summary.markdown import summary_markdown
 from common.pipeline.packs import PACK_NAMES, pack_config
@@ -112,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
     fp16_report = work / "fp16" / "precision_report.json"
     if fp16_report.is_file():
         row["fp16_prediction"] = fp16_summary(read_json(fp16_report))
-    write_json_atomic(work / "summary_row.json", row)
+    write_json_atomic(output_file_parent(work / "summary_row.json"), row)
     print(summary_markdown([row]), end="")
     print(f"{args.pack}: {row['verdict']}")
     return 0

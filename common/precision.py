@@ -14,9 +14,10 @@ import argparse
 import time
 from pathlib import Path
 
+from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+
 from tqdm import tqdm
 
-from common.cli import UserError, script_entry
 from common.fp16.analysis import Analysis, load_samples
 from common.fp16.compare import Tolerance
 from common.fp16.keep_dtype import resolve_keep_dtype, write_keep_dtype

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.cli import script_entry
+from common.cli import interrupted_child, script_entry, wait_for_child
 from common.collect_summary import collect
 from common.files.atomic import atomic_path
 from common.pipeline.packs import PACK_NAMES, REPO_ROOT
@@ -26,11 +26,20 @@ def run_logged(command: list[str], log_path: Path) -> int:
     with atomic_path(log_path) as tmp, open(tmp, "a", encoding="utf-8") as log:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                    bufsize=1, errors="replace")
-        for line in process.stdout:
-            sys.stdout.write(line)
-            log.write(line)
-            log.flush()
-        return process.wait()
+        try:
+            _copy_lines(process.stdout, log)
+            return process.wait()
+        except KeyboardInterrupt:  # the pack got the Ctrl-C too: show its last lines, it says why
+            code = wait_for_child(process)
+            _copy_lines(process.stdout, log)
+            raise interrupted_child(code) from None
+
+
+def _copy_lines(stream, log) -> None:
+    for line in stream:
+        sys.stdout.write(line)
+        log.write(line)
+        log.flush()
 
 
 def pack_arguments(args: argparse.Namespace) -> list[str]:

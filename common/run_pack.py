@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.cli import UserError, script_entry
+from common.cli import UserError, interrupted_child, script_entry, wait_for_child
 from common.data.views import make_view
 from common.pipeline.pack_config import PackConfig, RunSize, Step, StepValues, render
 from common.pipeline.packs import PACK_NAMES, pack_config, pack_dir
@@ -63,7 +63,11 @@ def run_step(config: PackConfig, step: Step, fields: dict[str, str]) -> None:
     command = [fields["py"], *argv]
     shown = ["python3", *argv]
     print(f"\n== {config.name}: {step.title}\n$ {shlex.join(shown)}", flush=True)
-    code = subprocess.call(command, cwd=pack_dir(config.name))
+    process = subprocess.Popen(command, cwd=pack_dir(config.name))
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:  # the step got the Ctrl-C too: let it clean up and say so itself
+        raise interrupted_child(wait_for_child(process)) from None
     if code != 0:
         raise StepFailed(step, code)
 

@@ -24,7 +24,15 @@ def write_bin(path: str | os.PathLike, array: np.ndarray, dtype=None) -> None:
     """Write the array's raw little-endian C-order bytes atomically."""
     array = np.ascontiguousarray(array, dtype=np.dtype(dtype or array.dtype).newbyteorder("<"))
     with atomic_path(path) as tmp:
-        array.tofile(tmp)
+        write_raw(tmp, array)
+
+
+def write_raw(path: str | os.PathLike, array: np.ndarray) -> None:
+    """The array's C-order bytes into `path` through a Python file: a full disk raises OSError
+    with its errno (ndarray.tofile reports only "N requested and M written")."""
+    array = np.ascontiguousarray(array)
+    with open(path, "wb") as handle:
+        handle.write(array.reshape(-1).view(np.uint8).data if array.size else b"")
 
 
 def expected_nbytes(shape: Sequence[int], dtype) -> int:
@@ -56,11 +64,22 @@ def list_bins(folder: str | os.PathLike, suffixes: Iterable[str] = BIN_SUFFIXES)
     if not folder.is_dir():
         raise UserError(f"{folder}: folder not found")
     suffixes = tuple(suffixes)
-    files = [p for p in folder.iterdir() if p.is_file() and p.name.endswith(suffixes)
-             and not p.name.startswith(".")]
+    named = [p for p in folder.iterdir() if p.name.endswith(suffixes) and not p.name.startswith(".")]
+    for path in named:
+        if not path.is_file():  # never skipped in silence: a sample would be missing from the run
+            raise UserError(f"{path}: {_not_a_file(path)}")
+    files = named
     if not files:
         raise UserError(f"{folder}: no {'/'.join(sorted(set(s.lower() for s in suffixes)))} files")
     return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_symlink() and not path.exists():
+        return f"dangling symlink (its target {os.readlink(path)} does not exist)"
+    if path.is_dir():
+        return "a folder with a bin name, not a file"
+    return "not a regular file (a device, pipe or socket), cannot be read as a bin"
 
 
 def bin_stem(path: str | os.PathLike) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence, TypeVar
 
 from common.cli import UserError
-from common.files.atomic import remove_stale_temps, write_json_atomic
+from common.files.atomic import write_json_atomic
 from common.files.folders import output_folder
 from common.files.outputs import input_folder_of
 from common.pipeline.parallel import map_with_progress
@@ -54,11 +54,9 @@ def preprocess_all(process_one: Callable[..., tuple[str, object]], jobs: Sequenc
                    resume: bool, workers: int) -> tuple[Path, dict]:
     """Run `process_one(job, out_dir=folder)` over every job; returns (folder, {name: result}).
 
-    Only for a folder this run owns: on --resume, temporary files a killed run left there are
-    removed (another run writing into it at the same time would lose its own)."""
+    Only for a folder this run owns: temporary files a killed run left there are removed
+    (output_folder; those of a writer still running are kept)."""
     folder = output_folder(out_dir)
-    if resume:
-        remove_stale_temps(folder)
     results = dict(map_with_progress(partial(process_one, out_dir=folder), jobs, workers, desc="Preprocess"))
     return folder, results
 

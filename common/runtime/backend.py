@@ -14,7 +14,7 @@ from common.runtime.precision import DEFAULT_PRECISION
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: tuple  # ints, or None for a dynamic axis
+    shape: tuple | None  # ints, or None for a dynamic axis; None for an output of unknown rank
     dtype: np.dtype
 
     @property
@@ -28,6 +28,34 @@ class TensorSpec:
                             "raw bins need a fixed sample shape")
         return tuple(rest)
 
+    def sample_shape_or_none(self) -> tuple[int, ...] | None:
+        """The per-sample shape when every axis but the batch is fixed (outputs may not be)."""
+        if not self.shape:
+            return None
+        rest = self.shape[1:]
+        return tuple(rest) if all(isinstance(d, int) for d in rest) else None
+
+
+# ONNX element types (TensorProto.DataType names) that a raw bin can hold, and their numpy
+# dtype: every type ONNX Runtime's CPU provider takes as a model input except STRING (no
+# fixed size) and BFLOAT16 and the FLOAT8/INT4 types (numpy has no such dtype, so neither the
+# bins nor the outputs could be read back as numbers). COMPLEX64/128 ONNX Runtime cannot load.
+BIN_DTYPES = {
+    "FLOAT": "float32", "DOUBLE": "float64", "FLOAT16": "float16",
+    "INT8": "int8", "INT16": "int16", "INT32": "int32", "INT64": "int64",
+    "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64",
+    "BOOL": "bool",
+}
+
+
+def bin_dtype(onnx_type: str, kind: str, tensor: str, model: str | Path) -> np.dtype:
+    """The numpy dtype of a model input or output from its ONNX element type name (FLOAT,
+    INT16, ...); a type raw bins cannot hold is a one-line error naming the tensor."""
+    if onnx_type not in BIN_DTYPES:
+        raise UserError(f"{model}: {kind} '{tensor}' is of type {onnx_type.lower()}, which a raw bin cannot hold "
+                        f"(numeric types only: {', '.join(t.lower() for t in BIN_DTYPES)})")
+    return np.dtype(BIN_DTYPES[onnx_type])
+
 
 class Backend(Protocol):
     name: str
@@ -35,6 +63,10 @@ class Backend(Protocol):
     def input_specs(self) -> list[TensorSpec]: ...
 
     def output_names(self) -> list[str]: ...
+
+    # Optional: the outputs' declared shapes and dtypes (the runner checks --resume files and
+    # refuses scalar outputs with them when the backend has it).
+    # def output_specs(self) -> list[TensorSpec]: ...
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 

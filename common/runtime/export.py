@@ -9,7 +9,7 @@ import onnx
 import torch
 
 from common.cli import UserError
-from common.files.atomic import atomic_path
+from common.files.atomic import atomic_path, remove_stale_temps_of
 from common.runtime.graph import (ATC_OPSET, BATCH_AXIS, BATCH_DIM, META_OPTIONS, META_PACK,
                                   declare_output_shapes, set_metadata)
 
@@ -51,6 +51,7 @@ def export_onnx(module: torch.nn.Module, dummy_inputs: Sequence[torch.Tensor], p
         traced_shapes[:] = [tuple(tensor.shape) for tensor in tensors]
 
     hook = module.register_forward_hook(record_output_shapes)
+    remove_stale_temps_of(path)  # what a killed export left beside the file
     try:
         with atomic_path(path) as tmp:
             with torch.no_grad():

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import onnx
 
 from common.cli import UserError
-from common.files.atomic import atomic_path
+from common.files.atomic import atomic_path, remove_stale_temps_of
 
 ATC_OPSET = 11  # the opset ATC accepts (CANN 5.x/6.0); ONNX Runtime does not need it
 META_PACK = "segzoo_pack"
@@ -63,7 +63,9 @@ def load_onnx(path: str | Path, load_weights: bool = True) -> onnx.ModelProto:
 
 
 def save_onnx(model: onnx.ModelProto, path: str | Path) -> None:
+    """Checked, then written atomically (after removing what a killed run left writing `path`)."""
     onnx.checker.check_model(model)
+    remove_stale_temps_of(path)
     with atomic_path(path) as tmp:
         onnx.save(model, str(tmp))
 

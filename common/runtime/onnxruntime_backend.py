@@ -6,15 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from common.cli import UserError
-from common.runtime.backend import TensorSpec
+from common.runtime.backend import TensorSpec, bin_dtype
 from common.runtime.graph import META_ATC_ONLY
 from common.runtime.precision import DEFAULT_PRECISION, check_precision_name
 
-_ORT_DTYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
-    "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
-}
 
 
 def refuse_atc_only(metadata: dict, model_path: Path, engine: str = "ONNX Runtime") -> None:
@@ -71,14 +66,28 @@ class OnnxRuntimeBackend:
         self.providers = self.session.get_providers()
         self.version = ort.__version__
         refuse_atc_only(self.session.get_modelmeta().custom_metadata_map, self.model_path)
+        self._inputs = [_spec(arg, "input", self.model_path) for arg in self.session.get_inputs()]
+        self._outputs = [_spec(arg, "output", self.model_path) for arg in self.session.get_outputs()]
 
     def input_specs(self) -> list[TensorSpec]:
-        return [TensorSpec(i.name, tuple(d if isinstance(d, int) else None for d in i.shape),
-                           np.dtype(_ORT_DTYPES.get(i.type, np.float32)))
-                for i in self.session.get_inputs()]
+        return list(self._inputs)
+
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._outputs)
 
     def output_names(self) -> list[str]:
-        return [o.name for o in self.session.get_outputs()]
+        return [spec.name for spec in self._outputs]
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, feeds)
+
+
+def _spec(arg, kind: str, model_path: Path) -> TensorSpec:
+    """A TensorSpec from ONNX Runtime's NodeArg (type 'tensor(int16)', shape with names or None
+    for the dynamic axes)."""
+    if not (arg.type.startswith("tensor(") and arg.type.endswith(")")):
+        raise UserError(f"{model_path}: {kind} '{arg.name}' is a {arg.type}, not a tensor: raw bins hold tensors only")
+    shape = tuple(d if isinstance(d, int) else None for d in arg.shape or ())
+    if kind == "output" and not shape:
+        shape = None  # ONNX Runtime reports [] for a scalar and for an output it has no shape of
+    return TensorSpec(arg.name, shape, bin_dtype(arg.type[len("tensor("):-1].upper(), kind, arg.name, model_path))

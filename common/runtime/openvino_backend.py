@@ -85,10 +85,20 @@ def onnx_metadata(model) -> dict[str, str]:
             for key in entries.astype(dict)}
 
 
-def _spec(port):
-    from common.runtime.backend import TensorSpec
-    shape = tuple(int(d.get_length()) if d.is_static else None for d in port.get_partial_shape())
-    return TensorSpec(port.get_any_name(), shape, np.dtype(port.get_element_type().to_dtype()))
+# OpenVINO element type names -> the ONNX names of common.runtime.backend.BIN_DTYPES
+_OV_TO_ONNX_TYPE = {"f32": "FLOAT", "f64": "DOUBLE", "f16": "FLOAT16", "bf16": "BFLOAT16", "boolean": "BOOL",
+                    "i8": "INT8", "i16": "INT16", "i32": "INT32", "i64": "INT64",
+                    "u8": "UINT8", "u16": "UINT16", "u32": "UINT32", "u64": "UINT64", "string": "STRING"}
+
+
+def _spec(port, kind: str, model_path: Path):
+    from common.runtime.backend import TensorSpec, bin_dtype
+    partial_shape = port.get_partial_shape()
+    shape = None if partial_shape.rank.is_dynamic else tuple(
+        int(d.get_length()) if d.is_static else None for d in partial_shape)
+    type_name = port.get_element_type().get_type_name()
+    dtype = bin_dtype(_OV_TO_ONNX_TYPE.get(type_name, type_name.upper()), kind, port.get_any_name(), model_path)
+    return TensorSpec(port.get_any_name(), shape, dtype)
 
 
 class OpenVinoBackend:
@@ -104,10 +114,11 @@ class OpenVinoBackend:
         refuse_unsupported_precision(core, self.precision)
         model = read_onnx(core, self.model_path)
         refuse_atc_only(onnx_metadata(model), self.model_path, engine="OpenVINO")
-        self._inputs = [_spec(port) for port in model.inputs]
+        self._inputs = [_spec(port, "input", self.model_path) for port in model.inputs]
         # the graph's declared output types, kept because a plugin may hand out narrower ones
-        self._output_dtypes = [np.dtype(port.get_element_type().to_dtype()) for port in model.outputs]
-        self._outputs = [port.get_any_name() for port in model.outputs]
+        self._output_specs = [_spec(port, "output", self.model_path) for port in model.outputs]
+        self._output_dtypes = [spec.dtype for spec in self._output_specs]
+        self._outputs = [spec.name for spec in self._output_specs]
         config = {
             "INFERENCE_PRECISION_HINT": _OV_TYPES[self.precision],
             # one stream using every thread: one batch at a time, as common.infer runs it
@@ -132,6 +143,9 @@ class OpenVinoBackend:
 
     def output_names(self) -> list[str]:
         return self._outputs
+
+    def output_specs(self):
+        return list(self._output_specs)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         inputs = {spec.name: np.ascontiguousarray(feeds[spec.name], dtype=spec.dtype) for spec in self._inputs}

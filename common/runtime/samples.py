@@ -1,7 +1,14 @@
-"""Input files into samples: pairing by stem, size checks before any work, loading."""
+"""Input files into samples: pairing by stem, size checks before any work, loading.
+
+The contract of an input file: a raw `.bin` holds exactly one sample (the model input's shape
+without its batch axis, in its dtype); a `.npy` holds an array of that shape, or of that shape
+with a leading batch axis of 1, in a dtype that converts to the input's without loss.
+Everything else is a one-line error naming the file before the first inference.
+"""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -48,6 +55,8 @@ def _samples_from_folders(folders: list[Path], specs: Sequence[TensorSpec]) -> l
 
 def _samples_from_files(files: list[Path], specs: Sequence[TensorSpec]) -> list[list[Path]]:
     for path in files:
+        if path.is_symlink() and not path.exists():
+            raise UserError(f"{path}: dangling symlink (its target {os.readlink(path)} does not exist)")
         if not path.is_file():
             raise UserError(f"{path}: input folder or file not found")
     if len(files) % len(specs):
@@ -57,19 +66,51 @@ def _samples_from_files(files: list[Path], specs: Sequence[TensorSpec]) -> list[
     return [[files[k * group + i] for k in range(len(specs))] for i in range(group)]
 
 
-def check_sample_sizes(samples: list[list[Path]], specs: Sequence[TensorSpec], model_name: str = "") -> None:
-    """Every file must hold exactly one sample of its input: checked before any inference."""
+def check_input_specs(specs: Sequence[TensorSpec], model: str = "the model") -> None:
+    """Each model input needs a batch axis first and a fixed shape after it (one bin = one sample)."""
+    for spec in specs:
+        if not spec.shape:
+            raise UserError(f"{model}: input '{spec.name}' is a scalar (shape ()): the runner feeds a batch "
+                            "axis first, one file per sample along it")
+        if not all(isinstance(d, int) for d in spec.shape[1:]):
+            dims = ",".join("?" if d is None else str(d) for d in spec.shape)
+            raise UserError(f"{model}: input '{spec.name}' has dynamic axes beyond the batch ({dims}): "
+                            "raw bins need a fixed sample shape")
+
+
+def check_sample_sizes(samples: list[list[Path]], specs: Sequence[TensorSpec], model_name: str = "") -> list[str]:
+    """Every file must hold exactly one sample of its input: checked before any inference.
+
+    Returns notes for valid but unusual inputs (an .npy in a dtype that is converted)."""
+    notes = []
     for index, spec in enumerate(specs):
         want = expected_nbytes(spec.sample_shape(), spec.dtype)
+        cast_from: dict[str, list[Path]] = {}
         for sample in samples:
             path = sample[index]
             if path.suffix.lower() == ".npy":
-                continue  # checked when loaded: the header carries shape and dtype
-            size = path.stat().st_size
+                dtype = check_npy(path, spec, model_name)
+                if dtype != spec.dtype:
+                    cast_from.setdefault(dtype.name, []).append(path)
+                continue
+            size = _file_size(path)
             if size != want:
                 model = f" of {model_name}" if model_name else ""
                 raise UserError(f"{path}: {size} bytes, expected {want} for input '{spec.name}'{model} "
                                 f"({spec.dtype.name} {spec.sample_shape()}){_size_hint(size, spec)}")
+        for dtype_name, paths in cast_from.items():
+            notes.append(f"{len(paths)} .npy input(s) hold {dtype_name}, converted without loss to "
+                         f"{spec.dtype.name} for input '{spec.name}' (first: {paths[0]})")
+    return notes
+
+
+def _file_size(path: Path) -> int:
+    """The size of an input file, opened for reading: an unreadable one is named before any work."""
+    try:
+        with open(path, "rb") as handle:
+            return os.fstat(handle.fileno()).st_size
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror})") from None
 
 
 def _size_hint(size: int, spec: TensorSpec) -> str:
@@ -90,11 +131,50 @@ def _size_hint(size: int, spec: TensorSpec) -> str:
     return ": the model input shape does not match the bins (wrong size, dtype or a cut file)"
 
 
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of an .npy file from its header (the data is not read)."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+    except (ValueError, EOFError) as err:  # bad magic, cut header or data, object arrays
+        reason = str(err).splitlines()[0] if str(err) else "cut short"
+        if "Python objects" in reason or "allow_pickle" in reason:
+            reason = "an array of Python objects, not numbers"
+        raise UserError(f"{path}: not a readable .npy file ({reason})") from None
+    if not isinstance(array, np.ndarray):  # an .npz archive under an .npy name
+        raise UserError(f"{path}: not an .npy array file (an .npz archive?)")
+    return tuple(array.shape), array.dtype
+
+
+def check_npy(path: Path, spec: TensorSpec, model_name: str = "") -> np.dtype:
+    """An .npy input: the sample shape (or 1 x the sample shape) in a dtype that converts
+    without loss; returns the file's dtype."""
+    shape, dtype = npy_header(path)
+    want = spec.sample_shape()
+    of_model = f" of {model_name}" if model_name else ""
+    if shape not in (want, (1, *want)):
+        same_count = math.prod(shape) == math.prod(want)
+        hint = (": the same number of values in another layout (HWC for CHW?); save it in the model's layout"
+                if same_count else "")
+        raise UserError(f"{path}: array of shape {shape}, input '{spec.name}'{of_model} takes {want} "
+                        f"(or {(1, *want)}){hint}")
+    if not np.can_cast(dtype, spec.dtype, casting="safe"):
+        raise UserError(f"{path}: array of {dtype.name}, input '{spec.name}'{of_model} takes {spec.dtype.name}: "
+                        "the conversion would lose values; save the array as "
+                        f"{spec.dtype.name}")
+    return dtype
+
+
 def load_sample(path: Path, spec: TensorSpec) -> np.ndarray:
+    """One sample of `spec` from its file (checked by check_sample_sizes before)."""
     shape = spec.sample_shape()
-    if path.suffix.lower() == ".npy":
-        array = np.load(path, allow_pickle=False)
-        if array.size != math.prod(shape):
-            raise UserError(f"{path}: {array.size} values, expected {math.prod(shape)} for '{spec.name}'")
-        return array.astype(spec.dtype, copy=False).reshape(shape)
-    return np.fromfile(path, dtype=spec.dtype).reshape(shape)
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, allow_pickle=False)
+            return array.astype(spec.dtype, copy=False).reshape(shape)
+        return np.fromfile(path, dtype=spec.dtype).reshape(shape)
+    except OSError as err:
+        raise UserError(f"{path}: cannot read ({err.strerror or err})") from None
+    except ValueError:  # the file changed since it was checked (another program writing into it)
+        raise UserError(f"{path}: no longer holds one sample of input '{spec.name}' (changed during the run?)") from None

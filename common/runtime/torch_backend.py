@@ -14,7 +14,7 @@ import torch
 
 from common.cli import UserError
 from common.pipeline.packs import PACK_NAMES, pack_module
-from common.runtime.backend import TensorSpec
+from common.runtime.backend import TensorSpec, bin_dtype
 from common.runtime.precision import DEFAULT_PRECISION, check_precision_name, refuse_unless_native
 from common.runtime.graph import META_OPTIONS, META_PACK, graph_inputs, load_onnx, read_metadata
 
@@ -44,8 +44,9 @@ class TorchBackend:
         self.channels_last = self.precision != "fp32" if channels_last is None else channels_last
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
-        self._inputs = [_spec_from_value_info(v) for v in graph_inputs(graph_model)]
-        self._outputs = [o.name for o in graph_model.graph.output]
+        self._inputs = [_spec_from_value_info(v, "input", onnx_path) for v in graph_inputs(graph_model)]
+        self._output_specs = [_spec_from_value_info(v, "output", onnx_path) for v in graph_model.graph.output]
+        self._outputs = [spec.name for spec in self._output_specs]
         self.pack = pack
         self.model_path = Path(onnx_path)
         self.version = torch.__version__
@@ -55,6 +56,9 @@ class TorchBackend:
 
     def output_names(self) -> list[str]:
         return self._outputs
+
+    def output_specs(self) -> list[TensorSpec]:
+        return list(self._output_specs)
 
     @torch.no_grad()
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -79,8 +83,9 @@ def _as_declared(out: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(out.numpy())
 
 
-def _spec_from_value_info(value_info) -> TensorSpec:
+def _spec_from_value_info(value_info, kind: str, model_path) -> TensorSpec:
     tensor_type = value_info.type.tensor_type
-    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
-    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type))
+    dims = (tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
+            if tensor_type.HasField("shape") else None)
+    dtype = bin_dtype(onnx.TensorProto.DataType.Name(tensor_type.elem_type), kind, value_info.name, model_path)
     return TensorSpec(value_info.name, dims, dtype)

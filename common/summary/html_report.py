@@ -27,6 +27,7 @@ import numpy as np
 from common.cli import UserError
 from common.data.images import read_image_rgb
 from common.files.atomic import write_text_atomic
+from common.files.folders import output_file_parent
 from common.files.json_files import read_json
 from common.summary.markdown import SUMMARY_COLUMNS, cell_value, format_cell
 from common.viz.disagreement import ShowPair, compare_pair, count_text, draw_disagreement, pair_show_dirs
@@ -344,6 +345,6 @@ def build_report(results: str | Path) -> ReportSize:
     sections = [pack_section(results, files_dir, row) for row in rows]
     files = [p for p in files_dir.rglob("*") if p.is_file()] if files_dir.is_dir() else []
     files_bytes = sum(p.stat().st_size for p in files)
-    page = results / REPORT_NAME
+    page = output_file_parent(results / REPORT_NAME)
     write_text_atomic(page, page_html(rows, sections, results, files_bytes, len(files)))
     return ReportSize(page, page.stat().st_size, files_bytes, len(files))

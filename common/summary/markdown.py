@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from common.files.atomic import write_json_atomic, write_text_atomic
+from common.files.folders import output_file_parent
 
 
 # (row key, column title); a row of a pack that did not run holds only "pack" and "status".
@@ -43,5 +44,5 @@ def format_cell(value) -> str:
 
 
 def write_summary(rows: Sequence[Mapping], json_path: str | Path, md_path: str | Path) -> None:
-    write_json_atomic(json_path, {"packs": list(rows)})
-    write_text_atomic(md_path, summary_markdown(rows))
+    write_json_atomic(output_file_parent(json_path), {"packs": list(rows)})
+    write_text_atomic(output_file_parent(md_path), summary_markdown(rows))

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from common.cli import UserError
 from common.files.atomic import atomic_path
 from common.viz.palettes import Palette
 
@@ -222,6 +223,17 @@ def save_png(path: str | Path, picture: np.ndarray) -> None:
 def save_jpeg(path: str | Path, picture: np.ndarray, quality: int = 85) -> None:
     with atomic_path(path, suffix=".jpg") as tmp:
         Image.fromarray(np.ascontiguousarray(as_rgb(picture))).save(tmp, format="JPEG", quality=quality)
+
+
+def save_encoded(path: str | Path, image: np.ndarray) -> None:
+    """An image in OpenCV's channel order, encoded by OpenCV in the format of the file name's
+    extension and written by Python: cv2.imwrite reports success on a full disk."""
+    path = Path(path)
+    ok, encoded = cv2.imencode(path.suffix, np.ascontiguousarray(image))
+    if not ok:
+        raise UserError(f"{path}: OpenCV cannot encode a {image.dtype} {image.shape} image as {path.suffix}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
 
 
 def read_class_png(path: str | Path) -> np.ndarray:
