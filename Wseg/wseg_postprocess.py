@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from common.cli import UserError, script_entry
-from common.data.images import image_sizes
+from common.data.images import image_sizes, read_image_rgb
 from common.data.voc import ListedSample, check_exist, read_sample_list
 from common.files.atomic import atomic_path, write_json_atomic
 from common.files.bins import read_bin, require_finite
@@ -67,11 +67,42 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---- inputs -------------------------------------------------------------------------------
 
 def load_meta(result_dir: Path, explicit: Path | None) -> dict:
+    """The preprocess metadata with every field the merge reads checked, before any work."""
     path = find_meta(result_dir, explicit, META_NAME, also=[result_dir.parent / META_NAME])
     meta = read_meta(path, ("pad_size", "images"), "wseg_preprocess.py")
-    if isinstance(meta["pad_size"], bool) or not isinstance(meta["pad_size"], int) or not isinstance(meta["images"], dict):
+    pad_size = meta["pad_size"]
+    if not _positive_int(pad_size) or not isinstance(meta["images"], dict):
         raise UserError(f"{path}: not a {META_NAME} written by wseg_preprocess.py ('pad_size' or 'images')")
+    for image_id, record in meta["images"].items():
+        check_image_record(record, pad_size, f"{path}: images['{image_id}']")
     return meta
+
+
+def _positive_int(value) -> bool:
+    return type(value) is int and value > 0
+
+
+def check_image_record(record, pad_size: int, where: str) -> None:
+    """original_hw, and 8 variants whose pads [top, left, h, w] lie inside the pad x pad input."""
+    if not isinstance(record, dict):
+        raise UserError(f"{where} is not an object")
+    original_hw = record.get("original_hw")
+    if not (isinstance(original_hw, list) and len(original_hw) == 2 and all(map(_positive_int, original_hw))):
+        raise UserError(f"{where}: 'original_hw' is {original_hw!r:.40}, expected [height, width]")
+    variants = record.get("variants")
+    if not isinstance(variants, list) or len(variants) != NUM_VARIANTS:
+        shown = "missing" if variants is None else f"{type(variants).__name__} of {len(variants) if isinstance(variants, list) else '?'}"
+        raise UserError(f"{where}: 'variants' is {shown}, expected a list of {NUM_VARIANTS} (one per input)")
+    for k, variant in enumerate(variants):
+        pads = variant.get("pads") if isinstance(variant, dict) else None
+        if not (isinstance(pads, list) and len(pads) == 4 and all(type(v) is int for v in pads)):
+            raise UserError(f"{where}: variant {k} has no 'pads' [top, left, height, width]")
+        if not isinstance(variant.get("flip"), bool):
+            raise UserError(f"{where}: variant {k} has no boolean 'flip'")
+        top, left, height, width = pads
+        if top < 0 or left < 0 or height <= 0 or width <= 0 or top + height > pad_size or left + width > pad_size:
+            raise UserError(f"{where}: variant {k} pads {pads} reach outside the {pad_size}x{pad_size} input "
+                            "(pad_size of the metadata)")
 
 
 def crf_backend(mode: str):
@@ -171,8 +202,7 @@ def postprocess_one(sample: ListedSample, result_dir: Path, out_dir: Path, meta:
     geometry = meta["images"].get(sample.image_id)
     if geometry is None:
         raise UserError(f"{sample.image_id}: not in the preprocess metadata (other list?)")
-    with Image.open(sample.image_path) as opened:
-        rgb = np.asarray(opened.convert("RGB"))
+    rgb = read_image_rgb(sample.image_path)
     image_hw = tuple(geometry["original_hw"])
     if rgb.shape[:2] != image_hw:
         raise UserError(f"{sample.image_path}: image is {rgb.shape[:2]}, the preprocess saw {image_hw}")
