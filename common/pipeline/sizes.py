@@ -40,4 +40,6 @@ def check_run_size(given: str, input_hw: Sequence[int], input_channels: int = 3,
 
 
 def _gb(nbytes: int) -> str:
+    if nbytes < 1 << 30:
+        return f"{nbytes / (1 << 20):.0f} MiB"
     return f"{nbytes / (1 << 30):.1f} GiB"
