@@ -108,10 +108,10 @@ def read_input_hw(result_dir: Path, meta: str | None, given_hw) -> tuple[int, in
     """The model input size from the preprocess metadata; without metadata, only when given."""
     meta_path = find_meta(result_dir, meta, required=given_hw is None)
     if meta_path is None:
-        print(f"[WARNING] {result_dir}: no {META_NAME} found; scoring outputs of --input-size "
-              f"{given_hw[0]} {given_hw[1]}", file=sys.stderr)
         input_hw = config.check_input_hw(given_hw)
         check_run_size(f"--input-size {input_hw[0]} {input_hw[1]}", input_hw, output_shapes=config.output_shapes)
+        print(f"[WARNING] {result_dir}: no {META_NAME} found; scoring outputs of --input-size "
+              f"{given_hw[0]} {given_hw[1]}", file=sys.stderr)
         return input_hw
     recorded = read_meta(meta_path, ("input_hw",), "PointRend_preprocess.py")["input_hw"]
     try:
