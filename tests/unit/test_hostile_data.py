@@ -522,7 +522,7 @@ COCO_CASES = {
     "iscrowd 2": (lambda d: d["annotations"][0].update(iscrowd=2), r"'iscrowd' is 2, expected 0 or 1"),
     "NaN area": (lambda d: d["annotations"][0].update(area=float("nan")), r"'area' is nan, expected a number >= 0"),
     "polygon of odd length": (lambda d: d["annotations"][0].update(segmentation=[[1, 2, 3, 4, 5, 6, 7]]),
-                              r"'segmentation' polygon \[1, 2, 3, 4, 5, 6, 7\] is not a list of at least 3"),
+                              r"'segmentation' polygon \[1, 2, 3, 4, 5, 6, 7\] is not a list of x, y number pairs"),
     "RLE of another size": (lambda d: next(a for a in d["annotations"] if isinstance(a["segmentation"], dict))
                             ["segmentation"].update(size=[7, 7]), r"'segmentation' RLE is 7x7, its image is"),
     "not an object": (lambda d: d.clear() or d.update(images=[], annotations=[], categories=[{"name": "x"}]),
