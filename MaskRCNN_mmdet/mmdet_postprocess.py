@@ -294,6 +294,7 @@ def main(args: argparse.Namespace) -> int:
     warn_left_out(missing, len(samples))
     kept = set(stems)
     samples = [s for s in samples if s[0] in kept]
+    dataset.require_objects(s[1] for s in samples)
     det_dir = Path(args.det_results_path)
     work = partial(process_one, result_dir=result_dir, geometry=geometry, det_dir=det_dir,
                    show=args.ifShowDetObj, show_threshold=args.show_score_thr)

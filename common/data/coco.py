@@ -83,6 +83,14 @@ class CocoInstances:
             raise UserError(f"{self.image_path(missing[0])}: image missing "
                             f"({len(missing)} of {len(self.image_ids)} images of {self.annotation_json})")
 
+    def require_objects(self, image_ids) -> None:
+        """AP needs ground truth: with no non-crowd object in the scored images COCOeval reports
+        -1 for every AP (crowd regions are only ignored), which is no score at all."""
+        image_ids = list(image_ids)
+        if not any(not self.coco.anns[a]["iscrowd"] for a in self.coco.getAnnIds(imgIds=image_ids)):
+            raise UserError(f"{self.annotation_json}: the {len(image_ids)} scored image(s) hold no ground-truth "
+                            "object (iscrowd 0): AP is undefined")
+
     def __len__(self) -> int:
         return len(self.image_ids)
 

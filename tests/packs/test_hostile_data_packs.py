@@ -511,3 +511,21 @@ def test_mmdet_letterbox_beyond_the_canvas(data, mmdet_prepared, tmp_path, earli
     code, lines = run_mmdet_post(data, {**mmdet_prepared, "meta": meta_path}, mmdet_outputs(data, tmp_path / "res"),
                                  earlier, capsys=capsys)
     expect_one_line(code, lines, f"{meta_path}: the geometry of '{stem}' is not a letterbox record")
+
+
+def test_mmdet_images_without_ground_truth_have_no_ap(data, mmdet_prepared, tmp_path, earlier, capsys):
+    """The synthetic set's last image has no annotation (as 48 of val2017's do): scored alone,
+    COCOeval would report AP -1 with exit code 0."""
+    annotations = json.loads((data["coco"] / "annotations" / "instances_val2017.json").read_text())
+    annotated = {a["image_id"] for a in annotations["annotations"]}
+    bare = next(image for image in annotations["images"] if image["id"] not in annotated)
+    info = tmp_path / "bare.info"
+    info.write_text(f"0 {data['coco'] / 'val2017' / bare['file_name']} {bare['width']} {bare['height']}\n")
+    results = tmp_path / "res"
+    for path in mmdet_outputs(data, tmp_path / "all").glob(f"{Path(bare['file_name']).stem}_*.bin"):
+        write_bin(results / path.name, np.fromfile(path, np.uint8))
+    before = snapshot(earlier)
+    code, lines = run_mmdet_post(data, {**mmdet_prepared, "info": info}, results, earlier, capsys=capsys)
+    expect_one_line(code, lines, "instances_val2017.json: the 1 scored image(s) hold no ground-truth object "
+                                 "(iscrowd 0): AP is undefined")
+    assert snapshot(earlier) == before
