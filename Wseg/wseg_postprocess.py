@@ -66,8 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ---- inputs -------------------------------------------------------------------------------
 
-def load_meta(result_dir: Path, explicit: Path | None) -> dict:
-    """The preprocess metadata with every field the merge reads checked, before any work."""
+def load_meta(result_dir: Path, explicit: Path | None) -> tuple[dict, Path]:
+    """The preprocess metadata (and where it was found) with every field the merge reads
+    checked, before any work."""
     path = find_meta(result_dir, explicit, META_NAME, also=[result_dir.parent / META_NAME])
     meta = read_meta(path, ("pad_size", "images"), "wseg_preprocess.py")
     pad_size = meta["pad_size"]
@@ -75,7 +76,7 @@ def load_meta(result_dir: Path, explicit: Path | None) -> dict:
         raise UserError(f"{path}: not a {META_NAME} written by wseg_preprocess.py ('pad_size' or 'images')")
     for image_id, record in meta["images"].items():
         check_image_record(record, pad_size, f"{path}: images['{image_id}']")
-    return meta
+    return meta, path
 
 
 def _positive_int(value) -> bool:
@@ -226,7 +227,7 @@ def main(args: argparse.Namespace) -> int:
     samples = read_sample_list(args.data, args.val_list)
     check_exist(samples, labels=False)
     image_sizes([s.image_path for s in samples])  # the CRF reads each image: a broken one fails now
-    meta = load_meta(args.result_dir, args.meta)
+    meta, meta_path = load_meta(args.result_dir, args.meta)
     stems = [f"{s.image_id}_{k}" for s in samples for k in range(NUM_VARIANTS)]
     complete, _ = match_outputs(args.result_dir, stems, num_outputs=2,
                                 allow_missing=args.allow_missing)
@@ -235,6 +236,10 @@ def main(args: argparse.Namespace) -> int:
     if not ready:
         raise UserError(f"{args.result_dir}: no image has all {NUM_VARIANTS} outputs")
     ready_ids = {s.image_id for s in ready}
+    unknown = [s.image_id for s in ready if s.image_id not in meta["images"]]
+    if unknown:  # checked now, not when a worker reaches the image
+        raise UserError(f"{meta_path}: no record of {len(unknown)} listed image(s) "
+                        f"(first: {', '.join(unknown[:3])}): made from another list?")
     warn_left_out([s.image_id for s in samples if s.image_id not in ready_ids], len(samples))
     crf_mode = "off" if crf_backend(args.crf) is None else "on"
     work = partial(postprocess_one, result_dir=args.result_dir, out_dir=args.out_dir, meta=meta,

@@ -43,9 +43,10 @@ def resized_copy(source: Path, destination: Path, size_wh: tuple[int, int], labe
         if image.mode == "P":
             resized.putpalette(image.getpalette())
         file_format = image.format or "PNG"
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(destination) as tmp:
-            resized.save(tmp, format=file_format, **({"quality": 95} if file_format == "JPEG" else {}))
+    # written outside the reader's block: a write error is not the source image's fault
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(destination) as tmp:
+        resized.save(tmp, format=file_format, **({"quality": 95} if file_format == "JPEG" else {}))
 
 
 def fitted_size(size_wh: tuple[int, int], input_hw: tuple[int, int], mode: str) -> tuple[int, int] | None:

@@ -529,3 +529,15 @@ def test_mmdet_images_without_ground_truth_have_no_ap(data, mmdet_prepared, tmp_
     expect_one_line(code, lines, "instances_val2017.json: the 1 scored image(s) hold no ground-truth object "
                                  "(iscrowd 0): AP is undefined")
     assert snapshot(earlier) == before
+
+
+def test_wseg_metadata_of_another_list_is_refused_before_any_mask(pristine, wseg_prepared, tmp_path, capsys):
+    meta = json.loads(json.dumps(wseg_prepared["meta"]))
+    image_id = voc_ids(pristine)[2]
+    del meta["images"][image_id]
+    meta_path = tmp_path / "wseg_preprocess_meta.json"
+    meta_path.write_text(json.dumps(meta))
+    code, lines = run_cli(wseg_post, pristine["voc"], voc_list(pristine), wseg_prepared["res"], tmp_path / "masks",
+                          "--crf", "off", "--meta", meta_path, capsys=capsys)
+    expect_one_line(code, lines, f"{meta_path}: no record of 1 listed image(s) (first: {image_id})")
+    assert not (tmp_path / "masks").exists()
