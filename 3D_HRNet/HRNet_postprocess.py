@@ -26,13 +26,15 @@ from common.cli import UserError, script_entry  # first: a Ctrl-C during the imp
 
 import numpy as np
 
-from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, cityscapes_base_name,
-                                    cityscapes_image_of_label, list_cityscapes_labels,
-                                    read_cityscapes_train_ids)
+from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABEL_SET,
+                                    cityscapes_base_name, cityscapes_image_of_label, list_cityscapes_labels,
+                                    read_cityscapes_label)
+from common.data.images import check_label_sizes
+from common.data.labels import add_unknown_ids_argument, warn_unknown_as_void
 from common.eval.confusion import ConfusionMatrix
 from common.eval.upsample import bilinear_argmax
 from common.files.atomic import write_json_atomic
-from common.files.bins import list_bins, read_bin, require_finite
+from common.files.bins import expected_nbytes, list_bins, read_bin, require_finite
 from common.files.folders import output_file_parent, output_folders
 from common.files.outputs import split_output_name, warn_left_out
 from common.pipeline.parallel import map_with_progress
@@ -80,16 +82,29 @@ def pair_outputs_with_labels(outputs: dict[str, dict[int, Path]], labels: dict[s
     return matched, missing
 
 
+def check_label_images(labels: dict[str, Path]) -> None:
+    """Each label the size of its image (when the image is in the standard layout beside it),
+    from the headers: a label of another size would have the right outputs blamed."""
+    pairs = [(cityscapes_image_of_label(path), path) for path in labels.values()]
+    check_label_sizes([(image, label) for image, label in pairs if image.is_file()])
+
+
 def score_one(name: str, labels: dict[str, Path], outputs: dict[str, dict[int, Path]],
-              indices: tuple[int, ...], show_dir: Path | None = None) -> list[ConfusionMatrix]:
+              indices: tuple[int, ...], show_dir: Path | None = None,
+              unknown_as_void: bool = False) -> list[ConfusionMatrix]:
     """One confusion matrix per output index for one image."""
-    train_ids = read_cityscapes_train_ids(labels[name])
+    train_ids, unknown = read_cityscapes_label(labels[name], unknown_as_void)
     logits_shape = output_shapes(train_ids.shape)[0]
     matrices = []
     for index in indices:
         path = outputs[name][index]
+        if path.stat().st_size != expected_nbytes(logits_shape, np.float32):
+            raise UserError(f"{path}: {path.stat().st_size} bytes, expected {expected_nbytes(logits_shape, np.float32)} "
+                            f"(float32 {logits_shape}) for its label {labels[name].name}, which is "
+                            f"{train_ids.shape[1]}x{train_ids.shape[0]}: outputs of another input size?")
         logits = require_finite(read_bin(path, logits_shape, np.float32), path)
         matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
+        matrix.note_unknown_as_void(unknown)
         # align_corners=True, as upstream testval and the network's own upsamples
         prediction = bilinear_argmax(logits, train_ids.shape, align_corners=True)
         matrix.update(train_ids, prediction)
@@ -140,6 +155,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"common.infer; default {NO_AUX}: the OCR output only, as the guide)")
     add_workers_argument(parser)
     add_allow_missing_argument(parser)
+    add_unknown_ids_argument(parser)
     add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
@@ -149,6 +165,7 @@ def main(args: argparse.Namespace) -> int:
     output_file_parent(args.save_path)  # a bad --save_path fails now, not after scoring
     output_folders(args.show_dir)
     labels = list_cityscapes_labels(args.data_path)
+    check_label_images(labels)
     outputs = index_outputs(res_path)
     names, missing = pair_outputs_with_labels(outputs, labels, args.output_index, args.allow_missing)
     warn_left_out(missing, len(labels))
@@ -160,10 +177,12 @@ def main(args: argparse.Namespace) -> int:
     indices = (args.output_index, args.aux_index) if score_aux else (args.output_index,)
 
     matrices = [ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE) for _ in indices]
-    work = partial(score_one, labels=labels, outputs=outputs, indices=indices, show_dir=args.show_dir)
+    work = partial(score_one, labels=labels, outputs=outputs, indices=indices, show_dir=args.show_dir,
+                   unknown_as_void=args.unknown_ids_as_void)
     for per_image in map_with_progress(work, names, args.workers, desc="Postprocess"):
         for matrix, image_matrix in zip(matrices, per_image):
             matrix.merge(image_matrix)
+    matrices[0].require_scored_pixels(str(args.data_path))
 
     ocr = matrices[0]
     aux = matrices[1] if score_aux else None
@@ -171,10 +190,12 @@ def main(args: argparse.Namespace) -> int:
     result = {"title": JSON_TITLE, "value": {"Iou_array": main_entry["Iou_array"], "mean_Iou": main_entry["mean_Iou"]},
               "classes": list(CITYSCAPES_CLASSES), "images": ocr.images, "images_left_out": len(missing),
               "images_left_out_names": missing,
+              "label_pixels_unknown_as_void": ocr.unknown_as_void_pixels,
               "res_path": str(res_path), "ocr_head": main_entry,
               "aux_head": metrics_entry(aux) if aux is not None else None}
     print(format_table(ocr, aux))
     write_json_atomic(args.save_path, result)
+    warn_unknown_as_void(ocr.unknown_as_void_pixels, ocr.unknown_as_void_images, CITYSCAPES_LABEL_SET)
     print(f"mean_Iou: {main_entry['mean_Iou']:.6f}  (written to {args.save_path})")
     return 0
 

@@ -21,9 +21,10 @@ import numpy as np
 from common.data.cityscapes import CityscapesFine, CityscapesSample
 from common.data.images import image_sizes, read_image_bgr
 from common.data.pixel_lut import PixelLUT
-from common.files.bins import is_finished_bin, write_bin
+from common.files.bins import check_unique_stems, is_finished_bin, write_bin
 from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
-from hrnet3d.config import MEAN_RGB, STD_RGB
+from common.pipeline.sizes import check_run_size
+from hrnet3d.config import MEAN_RGB, STD_RGB, output_shapes
 
 BIN_SUFFIX = "_leftImg8bit"
 
@@ -83,6 +84,10 @@ def main(args: argparse.Namespace) -> int:
     # Labels are not needed to make bins, but a missing one would only surface at scoring time.
     dataset = CityscapesFine(args.src_path, args.split, require_labels=args.split != "test")
     size_hw = check_one_size(dataset.samples)
+    # the images are the model input as they are: their size is the run's size
+    check_run_size(f"{dataset.samples[0].image_path}: images of {size_hw[1]}x{size_hw[0]}", size_hw,
+                   output_shapes=output_shapes)
+    check_unique_stems([(sample.image_path, bin_name(sample)) for sample in dataset.samples])
     work = partial(_process_one, size_hw=size_hw, resume=args.resume)
     save_dir, images = preprocess_all(work, dataset.samples, args.save_path, resume=args.resume, workers=args.workers)
     write_meta(save_dir, {"dataset": "cityscapes", "split": args.split, "input_hw": size_hw, "images": images})

@@ -15,6 +15,7 @@ import torch
 
 from common.files.config_reader import check_flag
 from common.files.folders import output_file_parent
+from common.pipeline.sizes import check_run_size
 from common.runtime.export import export_onnx
 from hrnet3d import model
 from hrnet3d.config import INPUT_HW, PACK
@@ -40,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
     if height < 32 or width < 32:
         # below 32 pixels the 1/32 branch would be a single pixel or less
         raise UserError(f"--input-hw {height} {width}: both sides must be at least 32")
+    check_run_size(f"--input-hw {height} {width}", (height, width), output_shapes=PACK.output_shapes)
     torch.set_grad_enabled(False)
     network = model.load_pretrained(args.pth)
     dummy = torch.randn(args.static_batch or 1, 3, height, width)

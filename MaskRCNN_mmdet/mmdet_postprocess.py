@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from common.data.coco import COCO_CATEGORY_IDS, COCO_CLASSES, CocoInstances
-from common.data.geometry import Letterbox
+from common.data.geometry import Letterbox, letterbox_from_meta
+from common.data.images import read_image_bgr
 from common.eval import coco_eval
 from common.files.atomic import write_json_atomic, write_text_atomic
 from common.files.folders import output_file_parent, output_folders
@@ -37,8 +38,10 @@ from common.files.outputs import match_outputs, output_file, warn_left_out
 from common.pipeline.parallel import map_with_progress
 from common.viz.draw import save_encoded
 from common.pipeline.preprocess import META_NAME, add_allow_missing_argument, add_workers_argument, find_meta, read_meta
+from common.pipeline.sizes import check_run_size
 from maskrcnn_mmdet import config
 MASK_THRESHOLD = 0.5  # test_cfg.rcnn.mask_thr_binary
+PADDING_LABEL = -1  # the exported graph fills the rows after the last detection with label -1
 TXT_SCORE_THRESHOLD = 0.05
 
 
@@ -52,6 +55,11 @@ def read_outputs(result_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray, n
     labels_path = output_file(result_dir, stem, 1)
     labels_dtype = np.int32 if labels_path.is_file() and labels_path.stat().st_size == count * 4 else np.int64
     labels = read_bin(labels_path, (count,), labels_dtype).astype(np.int64)
+    foreign = np.flatnonzero((labels < PADDING_LABEL) | (labels >= classes))
+    if foreign.size:  # dropping them would score an image without its detections, silently
+        raise UserError(f"{labels_path}: row {int(foreign[0])} has label {int(labels[foreign[0]])}, outside the "
+                        f"{classes} classes 0..{classes - 1} (and {PADDING_LABEL} for padding rows); "
+                        f"{foreign.size} such row(s): outputs of another model?")
     masks = require_finite(read_bin(masks_path, (count, classes, size, size), np.float32), masks_path)
     return dets, labels, masks
 
@@ -154,7 +162,7 @@ def sample_bilinear(source: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.nd
 def image_detections(result_dir: Path, stem: str, image_id: int, box: Letterbox) -> list[dict]:
     """One image's detections as dicts: label, score, clipped xyxy box, RLE of the pasted mask."""
     dets, labels, masks = read_outputs(result_dir, stem)
-    keep = np.flatnonzero((labels >= 0) & (labels < config.NUM_CLASSES) & (dets[:, 4] > 0))
+    keep = np.flatnonzero((labels != PADDING_LABEL) & (dets[:, 4] > 0))
     output_boxes, paste_boxes = canvas_to_original(dets[keep, :4], box)
     found = []
     for row, output_box, paste_box in zip(keep, output_boxes, paste_boxes):
@@ -185,9 +193,7 @@ def class_colour(label: int) -> tuple[int, int, int]:
 def draw_detections(image_path: Path, detections: list[dict], out_path: Path, score_threshold: float) -> None:
     """Masks blended in each class's colour, boxes and `name score` labels, saved as JPEG."""
     from pycocotools import mask as mask_utils
-    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UserError(f"{image_path}: unreadable image (needed for --ifShowDetObj)")
+    image = read_image_bgr(image_path)
     for det in detections:
         if det["score"] < score_threshold:
             continue
@@ -217,10 +223,15 @@ def process_one(sample: tuple[str, int, str], result_dir: Path, geometry: dict, 
 def load_geometry(meta_path: Path, canvas_hw: tuple[int, int]) -> dict[str, Letterbox]:
     meta = read_meta(meta_path, ("images", "canvas_hw"), "mmdet_preprocess.py")
     try:
-        geometry = {stem: Letterbox.from_dict(values) for stem, values in meta["images"].items()}
         meta_canvas = tuple(int(v) for v in meta["canvas_hw"])
+        records = dict(meta["images"])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise UserError(f"{meta_path}: not a {META_NAME} written by mmdet_preprocess.py") from None
+    geometry = {stem: letterbox_from_meta(values, meta_path, stem) for stem, values in records.items()}
+    for stem, box in geometry.items():
+        if box.canvas_hw != meta_canvas:
+            raise UserError(f"{meta_path}: the geometry of '{stem}' has a {box.canvas_hw[0]}x{box.canvas_hw[1]} "
+                            f"canvas, 'canvas_hw' says {meta_canvas[0]}x{meta_canvas[1]}")
     if meta_canvas != tuple(canvas_hw):
         raise UserError(f"{meta_path}: bins were made for {meta_canvas[0]}x{meta_canvas[1]}, but "
                         f"--net_input_height/--net_input_width say {canvas_hw[0]}x{canvas_hw[1]}")
@@ -290,6 +301,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> int:
     if args.net_out_num != 3:
         raise UserError(f"--net_out_num {args.net_out_num}: this model has 3 outputs (boxes, labels, masks)")
+    check_run_size(f"--net_input_height {args.net_input_height} --net_input_width {args.net_input_width}",
+                   (args.net_input_height, args.net_input_width), output_shapes=config.output_shapes)
     result_dir = Path(args.bin_data_path)
     dataset = CocoInstances(annotation_json=args.val2017_json_path)
     geometry = load_geometry(find_meta(result_dir, args.meta), (args.net_input_height, args.net_input_width))
@@ -299,6 +312,7 @@ def main(args: argparse.Namespace) -> int:
     warn_left_out(missing, len(samples))
     kept = set(stems)
     samples = [s for s in samples if s[0] in kept]
+    dataset.require_objects(s[1] for s in samples)
     det_dir = Path(args.det_results_path)
     save_path = output_file_parent(Path(args.save_path) if args.save_path else det_dir / "metrics.json")
     output_folders(det_dir, det_dir / "show" if args.ifShowDetObj else None)

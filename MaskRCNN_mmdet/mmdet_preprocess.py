@@ -22,9 +22,10 @@ import numpy as np
 
 from common.data.geometry import Letterbox
 from common.data.images import image_sizes, read_image_bgr
+from common.files.bins import check_unique_stems, is_finished_bin, list_bins, write_bin
 from common.data.pixel_lut import PixelLUT
-from common.files.bins import is_finished_bin, list_bins, write_bin
 from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
+from common.pipeline.sizes import check_run_size
 from maskrcnn_mmdet import config
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png", ".PNG")
@@ -95,7 +96,10 @@ def main(args: argparse.Namespace) -> int:
     if min(canvas_hw) <= 0 or canvas_hw[0] % config.SIZE_DIVISOR or canvas_hw[1] % config.SIZE_DIVISOR:
         raise UserError(f"model input {canvas_hw[0]}x{canvas_hw[1]}: height and width must be positive "
                         f"multiples of {config.SIZE_DIVISOR}")
+    check_run_size(f"--model_input_height {canvas_hw[0]} --model_input_width {canvas_hw[1]}", canvas_hw,
+                   output_shapes=config.output_shapes)
     images = list_bins(args.image_src_path, IMAGE_SUFFIXES)
+    check_unique_stems([(path.parent, path.name) for path in images])  # a.jpg and a.png: one a.bin
     image_sizes(images)  # a broken image stops the run now, not an hour into it
     work = partial(_process_one, canvas_hw=canvas_hw, resume=args.resume)
     bin_dir, geometry = preprocess_all(work, images, args.bin_file_path, resume=args.resume, workers=args.workers)

@@ -23,7 +23,8 @@ from common.cli import script_entry  # first: a Ctrl-C during the imports below 
 import torch
 
 from common.files.folders import output_file_parent
-from common.runtime.export import check_opset, export_onnx
+from common.pipeline.sizes import check_run_size
+from common.runtime.export import export_onnx, check_opset
 from maskrcnn_mmdet import model
 from maskrcnn_mmdet.config import INPUT_NAMES, OUTPUT_NAMES, PACK
 # ONNX RoiAlign gained coordinate_transformation_mode (half_pixel = aligned=True) in opset 16.
@@ -58,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
     if len(args.paths) == 2:
         print(f"config {args.paths[0]}: not read, the architecture is mask_rcnn_r50_fpn_1x_coco")
     height, width = args.shape
+    check_run_size(f"--shape {height} {width}", (height, width), output_shapes=PACK.output_shapes)
     options = {"input_hw": [height, width]}
     if legacy:
         options["legacy_roi_align"] = True

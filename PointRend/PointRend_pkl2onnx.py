@@ -21,8 +21,10 @@ from common.cli import script_entry  # first: a Ctrl-C during the imports below 
 import torch
 
 from pointrend import model
+from pointrend.config import output_shapes
 from common.runtime.export import export_onnx
 from common.files.folders import output_file_parent
+from common.pipeline.sizes import check_run_size
 from common.files.config_reader import Setting, check_flag, read_guide_config
 
 PACK = "PointRend"
@@ -102,6 +104,8 @@ def main(args: argparse.Namespace) -> int:
     input_hw = args.input_size or (config["INPUT.MIN_SIZE_TEST"], config["INPUT.MAX_SIZE_TEST"])
     class_map = None if args.class_map == "none" else args.class_map
     options = model_options(config, input_hw, class_map, args.point_sampler)
+    check_run_size(f"--input-size {options['input_hw'][0]} {options['input_hw'][1]}", options["input_hw"],
+                   output_shapes=output_shapes)
     network = model.load_pretrained(args.checkpoint, **options)
     height, width = options["input_hw"]
     dummy = torch.randn(args.static_batch or 1, 3, height, width,

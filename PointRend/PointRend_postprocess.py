@@ -25,8 +25,10 @@ from common.cli import UserError, script_entry  # first: a Ctrl-C during the imp
 import cv2
 import numpy as np
 
-from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABELS,
-                                    CityscapesFine, read_cityscapes_train_ids)
+from common.data.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_LABEL_SET,
+                                    CITYSCAPES_LABELS, CityscapesFine, read_cityscapes_label)
+from common.data.images import check_label_sizes
+from common.data.labels import add_unknown_ids_argument, warn_unknown_as_void
 from common.eval.confusion import ConfusionMatrix
 from common.eval.seg_report import report_segmentation
 from common.eval.upsample import argmax_classes
@@ -36,6 +38,7 @@ from common.files.outputs import match_outputs, output_file, warn_left_out
 from common.pipeline.parallel import map_with_progress
 from common.pipeline.preprocess import (META_NAME, add_allow_missing_argument, add_workers_argument, find_meta,
                                         read_meta)
+from common.pipeline.sizes import check_run_size
 from pointrend import config
 from pointrend.config import NUM_CLASSES
 from common.viz.draw import save_encoded
@@ -88,8 +91,8 @@ def read_prediction(path: Path, input_hw: tuple[int, int], label_hw: tuple[int, 
 
 
 def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None,
-              show_dir: Path | None = None) -> ConfusionMatrix:
-    target = read_cityscapes_train_ids(sample.label_path)
+              show_dir: Path | None = None, unknown_as_void: bool = False) -> ConfusionMatrix:
+    target, unknown = read_cityscapes_label(sample.label_path, unknown_as_void)
     stem = sample.image_path.name.split(".", 1)[0]
     prediction = read_prediction(output_file(result_dir, stem), input_hw, target.shape)
     if pred_dir is not None:
@@ -98,6 +101,7 @@ def score_one(sample, result_dir: Path, input_hw, pred_dir: Path | None,
         write_show_pictures(show_dir, sample.name, prediction, CITYSCAPES, sample.image_path)
     matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
     matrix.update(target, prediction)
+    matrix.note_unknown_as_void(unknown)
     return matrix
 
 
@@ -106,7 +110,9 @@ def read_input_hw(result_dir: Path, meta: str | None, given_hw) -> tuple[tuple[i
     given with --input-size (False: main says so once the scoring is done)."""
     meta_path = find_meta(result_dir, meta, required=given_hw is None)
     if meta_path is None:
-        return config.check_input_hw(given_hw), False
+        input_hw = config.check_input_hw(given_hw)
+        check_run_size(f"--input-size {input_hw[0]} {input_hw[1]}", input_hw, output_shapes=config.output_shapes)
+        return input_hw, False
     recorded = read_meta(meta_path, ("input_hw",), "PointRend_preprocess.py")["input_hw"]
     try:
         input_hw = config.check_input_hw(recorded)
@@ -133,12 +139,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="also write labelId PNGs <name>_pred.png here (official evaluator input)")
     add_workers_argument(parser)
     add_allow_missing_argument(parser)
+    add_unknown_ids_argument(parser)
     add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
     dataset = CityscapesFine(args.data_dir, args.split, require_labels=True)
+    # headers only: a label of another size than its image would be resized and scored
+    check_label_sizes([(sample.image_path, sample.label_path) for sample in dataset])
     result_dir = Path(args.result_dir)
     input_hw, from_meta = read_input_hw(result_dir, args.meta, args.input_size)
     by_stem = {sample.image_path.name.split(".", 1)[0]: sample for sample in dataset}
@@ -149,14 +158,18 @@ def main(args: argparse.Namespace) -> int:
     output_file_parent(save_path)
     output_folders(pred_dir, args.show_dir)
     matrix = ConfusionMatrix(NUM_CLASSES, CITYSCAPES_IGNORE)
-    work = partial(score_one, result_dir=result_dir, input_hw=input_hw, pred_dir=pred_dir, show_dir=args.show_dir)
+    work = partial(score_one, result_dir=result_dir, input_hw=input_hw, pred_dir=pred_dir, show_dir=args.show_dir,
+                   unknown_as_void=args.unknown_ids_as_void)
     for image_matrix in map_with_progress(work, [by_stem[s] for s in stems], args.workers,
                                           desc="Postprocess"):
         matrix.merge(image_matrix)
+    matrix.require_scored_pixels(str(dataset.label_dir))
+    save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     report_segmentation(matrix, CITYSCAPES_CLASSES, save_path, {
         "metric": "Cityscapes class IoU (19 trainIds, void ignored)",
         "output_kind": output_kind(output_file(result_dir, stems[0]), input_hw),
         "input_hw": list(input_hw), "images_left_out": len(missing), "result_dir": str(result_dir)})
+    warn_unknown_as_void(matrix.unknown_as_void_pixels, matrix.unknown_as_void_images, CITYSCAPES_LABEL_SET)
     print(f"acc result (mIoU %): {100 * matrix.mean_iou():.4f}")
     if not from_meta:
         print(f"[WARNING] {result_dir}: no {META_NAME} found; scored as outputs of --input-size "

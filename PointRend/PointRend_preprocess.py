@@ -25,8 +25,9 @@ import numpy as np
 from common.data.cityscapes import CityscapesFine
 from common.data.images import image_sizes, read_image_bgr
 from common.data.pixel_lut import PixelLUT
-from common.files.bins import is_finished_bin, write_bin
+from common.files.bins import check_unique_stems, is_finished_bin, write_bin
 from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
+from common.pipeline.sizes import check_run_size
 from pointrend import config
 
 
@@ -81,8 +82,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     input_hw = config.check_input_hw(args.input_size)
+    check_run_size(f"--input-size {input_hw[0]} {input_hw[1]}", input_hw, output_shapes=config.output_shapes)
     dataset = CityscapesFine(args.data_dir, args.split, require_labels=False)
     images = [sample.image_path for sample in dataset]
+    check_unique_stems([(path, bin_name(path)) for path in images])
     # A broken image stops the run now, not an hour into it.
     sizes_wh = image_sizes(images)
     jobs = [(path, (height, width)) for path, (width, height) in zip(images, sizes_wh)]

@@ -17,16 +17,18 @@ from common.cli import UserError, script_entry  # first: a Ctrl-C during the imp
 import cv2
 import numpy as np
 
-from common.data.geometry import Letterbox, letterbox
-from common.data.images import image_sizes, read_palette_label
-from common.data.voc import VOC_CLASSES, VOC_IGNORE, VOCSegmentation
+from common.data.geometry import Letterbox, letterbox, letterbox_from_meta
+from common.data.images import check_label_sizes
+from common.data.labels import add_unknown_ids_argument, warn_unknown_as_void
+from common.data.voc import VOC_CLASSES, VOC_IGNORE, VOC_LABEL_SET, VOCSegmentation, read_voc_label
 from common.eval.confusion import ConfusionMatrix
 from common.eval.seg_report import report_segmentation
-from common.files.bins import read_bin, require_finite
+from common.files.bins import bin_stem, check_unique_stems, read_bin, require_finite
 from common.files.folders import output_file_parent, output_folders
 from common.files.outputs import match_outputs, output_file, warn_left_out
 from common.pipeline.parallel import map_with_progress
 from common.pipeline.preprocess import META_NAME, add_run_arguments, find_meta, read_meta
+from common.pipeline.sizes import check_run_size
 from refinenet.config import NUM_CLASSES, output_shapes
 from common.viz.palettes import VOC
 from common.viz.show import add_show_dir_argument, write_show_pictures
@@ -50,11 +52,16 @@ def logits_to_class_map(logits_chw: np.ndarray, canvas_hw: tuple[int, int]) -> n
     return upsampled.argmax(axis=2).astype(np.uint8)
 
 
+def sample_name(image_id: str) -> str:
+    """The name ais_bench gives the outputs of `<id>.bin`: cut at the first dot."""
+    return bin_stem(f"{image_id}.bin")
+
+
 def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometry: dict, size: int,
-              show_dir: Path | None = None) -> ConfusionMatrix:
-    label = read_palette_label(dataset.label_path(image_id))
+              show_dir: Path | None = None, unknown_as_void: bool = False) -> ConfusionMatrix:
+    label, unknown = read_voc_label(dataset.label_path(image_id), unknown_as_void)
     box = geometry[image_id] if image_id in geometry else letterbox(label.shape, size)
-    path = output_file(result_dir, image_id)
+    path = output_file(result_dir, sample_name(image_id))
     logits = read_bin(path, output_shapes((size, size))[0], np.float32)
     require_finite(logits, path)
     try:
@@ -64,6 +71,7 @@ def score_one(image_id: str, dataset: VOCSegmentation, result_dir: Path, geometr
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
     prediction = logits_to_class_map(logits, box.canvas_hw)
     matrix.update(target, prediction)
+    matrix.note_unknown_as_void(unknown)
     if show_dir is not None:  # the pad is void in the target: every scored pixel is in the image area
         write_show_pictures(show_dir, image_id, box.unpadded(prediction), VOC, dataset.image_path(image_id))
     return matrix
@@ -77,22 +85,12 @@ def load_geometry(meta_path: Path) -> tuple[dict, int]:
         raise UserError(f"{meta_path}: 'size' is {size!r:.40}, expected a positive integer")
     if not isinstance(records, dict):
         raise UserError(f"{meta_path}: 'images' is not a mapping of image ids")
-    geometry = {}
-    for image_id, record in records.items():
-        try:
-            box = Letterbox.from_dict(record)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            box = None
-        if box is None or not _plausible(box):
-            raise UserError(f"{meta_path}: the geometry of '{image_id}' is not a letterbox record")
-        geometry[image_id] = box
+    geometry = {image_id: letterbox_from_meta(record, meta_path, image_id) for image_id, record in records.items()}
+    for image_id, box in geometry.items():
+        if box.canvas_hw != (size, size):
+            raise UserError(f"{meta_path}: the geometry of '{image_id}' has a {box.canvas_hw[0]}x{box.canvas_hw[1]} "
+                            f"canvas, the metadata's 'size' is {size}")
     return geometry, size
-
-
-def _plausible(box: Letterbox) -> bool:
-    pairs = (box.original_hw, box.resized_hw, box.canvas_hw)
-    return (all(len(pair) == 2 and all(type(v) is int and v > 0 for v in pair) for pair in pairs)
-            and box.pad_top >= 0 and box.pad_left >= 0)
 
 
 def geometry_of(result_dir: Path, meta: str | None, size: int | None) -> tuple[dict, int]:
@@ -120,28 +118,36 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", default="val")
     add_run_arguments(parser)
     parser.add_argument("--allow-missing", action="store_true", help="score the images that have outputs")
+    add_unknown_ids_argument(parser)
     add_show_dir_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.size is not None:
+        check_run_size(f"--size {args.size}", (args.size, args.size), output_shapes=output_shapes)
     dataset = VOCSegmentation.from_parent(args.val_dir, args.split)
     dataset.check_files(labels=True)
-    image_sizes([dataset.label_path(i) for i in dataset.ids], kind="label", modes=("P", "L"))
+    check_label_sizes([(dataset.image_path(i), dataset.label_path(i)) for i in dataset.ids])
     result_dir = Path(args.result_dir)
-    ids, missing = match_outputs(result_dir, dataset.ids, allow_missing=args.allow_missing)
+    check_unique_stems([(dataset.image_path(i), f"{i}.bin") for i in dataset.ids])
+    id_of = {sample_name(image_id): image_id for image_id in dataset.ids}
+    names, missing = match_outputs(result_dir, list(id_of), allow_missing=args.allow_missing)
+    ids, missing = [id_of[n] for n in names], [id_of[n] for n in missing]
     geometry, size = geometry_of(result_dir, args.meta, args.size)
     save_path = Path(args.save_path) if args.save_path else Path(str(result_dir).rstrip("/") + "_miou.json")
     output_file_parent(save_path)
     output_folders(args.show_dir)
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
     work = partial(score_one, dataset=dataset, result_dir=result_dir, geometry=geometry, size=size,
-                   show_dir=args.show_dir)
+                   show_dir=args.show_dir, unknown_as_void=args.unknown_ids_as_void)
     for image_matrix in map_with_progress(work, ids, args.workers, desc="Postprocess"):
         matrix.merge(image_matrix)
+    matrix.require_scored_pixels(f"{dataset.root / 'SegmentationClass'}")
     report_segmentation(matrix, VOC_CLASSES, save_path,
                         {"images_left_out": len(missing), "result_dir": str(result_dir)})
     warn_left_out(missing, len(dataset.ids))
+    warn_unknown_as_void(matrix.unknown_as_void_pixels, matrix.unknown_as_void_images, VOC_LABEL_SET)
     if not geometry:
         print(f"[WARNING] {result_dir}: no {META_NAME} found; the geometry was recomputed for --size {size} "
               "from each label's size", file=sys.stderr)

@@ -20,8 +20,9 @@ from common.data.geometry import Letterbox, letterbox
 from common.data.images import image_sizes, read_image_rgb
 from common.data.pixel_lut import PixelLUT
 from common.data.voc import VOCSegmentation
-from common.files.bins import is_finished_bin, write_bin
+from common.files.bins import check_unique_stems, is_finished_bin, write_bin
 from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
+from common.pipeline.sizes import check_run_size
 from refinenet import config
 
 MEAN_RGB = np.array(config.MEAN_RGB, dtype=np.float32)
@@ -76,8 +77,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_run_size(f"--size {args.size}", (args.size, args.size), output_shapes=config.output_shapes)
     dataset = VOCSegmentation(args.root_dir, args.split)
     dataset.check_files(labels=False)
+    check_unique_stems([(dataset.image_path(i), f"{i}.bin") for i in dataset.ids])
     # Every image header is read before the first bin is written: a broken file stops the
     # run now, not an hour into it.
     sizes_wh = image_sizes([dataset.image_path(i) for i in dataset.ids])

@@ -12,6 +12,7 @@ from common.files.folders import output_file_parent
 from common.runtime.export import export_onnx
 from refinenet import model
 from refinenet.config import INPUT_SIZE, PACK, output_shapes
+from common.pipeline.sizes import check_run_size
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> int:
     output_file_parent(args.output_file)  # before the slow load, not after it
+    check_run_size(f"--size {args.size}", (args.size, args.size), output_shapes=output_shapes)
     network = model.load_pretrained(args.input_file)
     dummy = torch.randn(args.static_batch or 1, 3, args.size, args.size)
     export_onnx(network, [dummy], args.output_file, input_names=[t.name for t in PACK.inputs],

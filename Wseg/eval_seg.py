@@ -18,15 +18,15 @@ from pathlib import Path
 from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
-from common.data.voc import VOC_CLASSES, VOC_IGNORE
-from common.data.images import read_palette_label
+from common.data.images import check_label_sizes, read_class_map_png
+from common.data.labels import add_unknown_ids_argument, warn_unknown_as_void
+from common.data.voc import (VOC_CLASSES, VOC_IGNORE, VOC_LABEL_SET, check_exist, read_sample_list,
+                             read_voc_label)
 from common.files.atomic import write_json_atomic
 from common.files.folders import output_file_parent
 from common.eval.confusion import ConfusionMatrix
-from common.data.voc import check_exist, read_sample_list
 
 NUM_CLASSES = len(VOC_CLASSES)
 PER_CLASS_KEYS = ("iou", "precision", "recall", "gt_pixels")  # the JSON's per-class entries
@@ -43,17 +43,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="metric JSON (default: <masks>_miou.json)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="skip images whose mask is missing or of the wrong size (upstream)")
+    add_unknown_ids_argument(parser)
     return parser.parse_args(argv)
 
 
 def read_prediction(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image)
-    except FileNotFoundError:
-        raise UserError(f"{path}: mask not found") from None
-    except OSError as err:
-        raise UserError(f"{path}: unreadable mask ({err})") from None
+    return read_class_map_png(path, "mask")
 
 
 def table(stats: dict[str, np.ndarray], miou_fg: float, miou_all: float, images: int) -> str:
@@ -72,13 +67,14 @@ def table(stats: dict[str, np.ndarray], miou_fg: float, miou_all: float, images:
 def main(args: argparse.Namespace) -> int:
     samples = read_sample_list(args.data, args.filelist)
     check_exist(samples, labels=True)
+    check_label_sizes([(sample.image_path, sample.label_path) for sample in samples])
     if not args.masks.is_dir():
         raise UserError(f"{args.masks}: mask folder not found")
     save_path = output_file_parent(args.save_path or Path(str(args.masks).rstrip("/") + "_miou.json"))
     matrix = ConfusionMatrix(NUM_CLASSES, VOC_IGNORE)
     skipped = []
     for sample in tqdm(samples, desc="Evaluate", unit="img"):
-        label = read_palette_label(sample.label_path)
+        label, unknown = read_voc_label(sample.label_path, args.unknown_ids_as_void)
         path = args.masks / f"{sample.label_path.stem}.png"
         if not path.is_file() and args.allow_missing:
             skipped.append(sample.image_id)
@@ -92,8 +88,10 @@ def main(args: argparse.Namespace) -> int:
         if prediction.size and prediction.max() >= NUM_CLASSES:
             raise UserError(f"{path}: holds class id {int(prediction.max())}, expected 0..{NUM_CLASSES - 1}")
         matrix.update(label, prediction)
+        matrix.note_unknown_as_void(unknown)
     if matrix.images == 0:
         raise UserError(f"{args.masks}: no mask could be scored")
+    matrix.require_scored_pixels(str(args.filelist))
     stats = matrix.class_statistics()
     miou_all, miou_fg = float(stats["iou"].mean()), float(stats["iou"][1:].mean())
     print(table(stats, miou_fg, miou_all, matrix.images))
@@ -101,10 +99,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"skipped {len(skipped)} image(s) without a usable mask (first: {', '.join(skipped[:3])})")
     result = {"miou": miou_all, "miou_foreground": miou_fg, "images": matrix.images,
               "images_skipped": len(skipped), "skipped_ids": skipped, "masks": str(args.masks),
+              "label_pixels_unknown_as_void": matrix.unknown_as_void_pixels,
               "per_class": {name: {key: float(stats[key][i]) for key in PER_CLASS_KEYS}
                             for i, name in enumerate(VOC_CLASSES)},
               "confusion_matrix": matrix.matrix.tolist()}
     write_json_atomic(save_path, result)
+    warn_unknown_as_void(matrix.unknown_as_void_pixels, matrix.unknown_as_void_images, VOC_LABEL_SET)
     print(f"miou: {miou_all:.6f}\nmetrics written to {save_path}")
     return 0
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from common.data.images import image_sizes
+from common.data.images import image_sizes, read_image_rgb
 from common.data.voc import ListedSample, check_exist, read_sample_list
 from common.files.atomic import atomic_path, write_json_atomic
 from common.files.folders import output_folders
@@ -68,12 +68,44 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ---- inputs -------------------------------------------------------------------------------
 
-def load_meta(result_dir: Path, explicit: Path | None) -> dict:
+def load_meta(result_dir: Path, explicit: Path | None) -> tuple[dict, Path]:
+    """The preprocess metadata (and where it was found) with every field the merge reads
+    checked, before any work."""
     path = find_meta(result_dir, explicit, META_NAME, also=[result_dir.parent / META_NAME])
     meta = read_meta(path, ("pad_size", "images"), "wseg_preprocess.py")
-    if isinstance(meta["pad_size"], bool) or not isinstance(meta["pad_size"], int) or not isinstance(meta["images"], dict):
+    pad_size = meta["pad_size"]
+    if not _positive_int(pad_size) or not isinstance(meta["images"], dict):
         raise UserError(f"{path}: not a {META_NAME} written by wseg_preprocess.py ('pad_size' or 'images')")
-    return meta
+    for image_id, record in meta["images"].items():
+        check_image_record(record, pad_size, f"{path}: images['{image_id}']")
+    return meta, path
+
+
+def _positive_int(value) -> bool:
+    return type(value) is int and value > 0
+
+
+def check_image_record(record, pad_size: int, where: str) -> None:
+    """original_hw, and 8 variants whose pads [top, left, h, w] lie inside the pad x pad input."""
+    if not isinstance(record, dict):
+        raise UserError(f"{where} is not an object")
+    original_hw = record.get("original_hw")
+    if not (isinstance(original_hw, list) and len(original_hw) == 2 and all(map(_positive_int, original_hw))):
+        raise UserError(f"{where}: 'original_hw' is {original_hw!r:.40}, expected [height, width]")
+    variants = record.get("variants")
+    if not isinstance(variants, list) or len(variants) != NUM_VARIANTS:
+        shown = "missing" if variants is None else f"{type(variants).__name__} of {len(variants) if isinstance(variants, list) else '?'}"
+        raise UserError(f"{where}: 'variants' is {shown}, expected a list of {NUM_VARIANTS} (one per input)")
+    for k, variant in enumerate(variants):
+        pads = variant.get("pads") if isinstance(variant, dict) else None
+        if not (isinstance(pads, list) and len(pads) == 4 and all(type(v) is int for v in pads)):
+            raise UserError(f"{where}: variant {k} has no 'pads' [top, left, height, width]")
+        if not isinstance(variant.get("flip"), bool):
+            raise UserError(f"{where}: variant {k} has no boolean 'flip'")
+        top, left, height, width = pads
+        if top < 0 or left < 0 or height <= 0 or width <= 0 or top + height > pad_size or left + width > pad_size:
+            raise UserError(f"{where}: variant {k} pads {pads} reach outside the {pad_size}x{pad_size} input "
+                            "(pad_size of the metadata)")
 
 
 def crf_backend(mode: str):
@@ -173,8 +205,7 @@ def postprocess_one(sample: ListedSample, result_dir: Path, out_dir: Path, meta:
     geometry = meta["images"].get(sample.image_id)
     if geometry is None:
         raise UserError(f"{sample.image_id}: not in the preprocess metadata (other list?)")
-    with Image.open(sample.image_path) as opened:
-        rgb = np.asarray(opened.convert("RGB"))
+    rgb = read_image_rgb(sample.image_path)
     image_hw = tuple(geometry["original_hw"])
     if rgb.shape[:2] != image_hw:
         raise UserError(f"{sample.image_path}: image is {rgb.shape[:2]}, the preprocess saw {image_hw}")
@@ -198,7 +229,7 @@ def main(args: argparse.Namespace) -> int:
     samples = read_sample_list(args.data, args.val_list)
     check_exist(samples, labels=False)
     image_sizes([s.image_path for s in samples])  # the CRF reads each image: a broken one fails now
-    meta = load_meta(args.result_dir, args.meta)
+    meta, meta_path = load_meta(args.result_dir, args.meta)
     stems = [f"{s.image_id}_{k}" for s in samples for k in range(NUM_VARIANTS)]
     complete, _ = match_outputs(args.result_dir, stems, num_outputs=2,
                                 allow_missing=args.allow_missing)
@@ -207,6 +238,10 @@ def main(args: argparse.Namespace) -> int:
     if not ready:
         raise UserError(f"{args.result_dir}: no image has all {NUM_VARIANTS} outputs")
     ready_ids = {s.image_id for s in ready}
+    unknown = [s.image_id for s in ready if s.image_id not in meta["images"]]
+    if unknown:  # checked now, not when a worker reaches the image
+        raise UserError(f"{meta_path}: no record of {len(unknown)} listed image(s) "
+                        f"(first: {', '.join(unknown[:3])}): made from another list?")
     warn_left_out([s.image_id for s in samples if s.image_id not in ready_ids], len(samples))
     crf_mode = "off" if crf_backend(args.crf) is None else "on"
     output_folders(args.out_dir, args.out_dir / "crf" if crf_mode == "on" else None, args.show_dir)

@@ -24,11 +24,12 @@ from common.cli import UserError, script_entry  # first: a Ctrl-C during the imp
 import numpy as np
 from PIL import Image
 
-from common.data.images import image_sizes
+from common.data.images import image_sizes, load_image_rgb
 from common.data.voc import ListedSample, check_exist, read_sample_list
-from common.files.bins import is_finished_bin, write_bin
+from common.files.bins import check_unique_stems, is_finished_bin, write_bin
 from common.pipeline.preprocess import add_run_arguments, preprocess_all, write_meta
-from wseg.config import DEFAULT_PAD_SIZE, MEAN_RGB, META_NAME, SCALES, STD_RGB, VARIANTS
+from common.pipeline.sizes import check_run_size
+from wseg.config import DEFAULT_PAD_SIZE, MEAN_RGB, META_NAME, SCALES, STD_RGB, VARIANTS, output_shapes
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -95,17 +96,13 @@ def make_variant(image: Image.Image, scale: float, flip: bool, pad_size: int,
 def preprocess_one(job: tuple[ListedSample, tuple[int, int]], out_dir: Path, pad_size: int,
                    resume: bool = False) -> tuple[str, dict]:
     sample, image_wh = job  # (width, height) from the image header
-    bins = [out_dir / f"{sample.image_id}_{k}.bin" for k in range(len(VARIANTS))]
+    bins = [out_dir / name for name in bin_names(sample)]
     # Bins are renamed into place only once complete: an image whose 8 bins all have the right
     # size is finished, and its metadata follows from the image size.
     if resume and all(is_finished_bin(path, (3, pad_size, pad_size), np.float32) for path in bins):
         return sample.image_id, {"original_hw": [image_wh[1], image_wh[0]],
                                  "variants": variant_records(image_wh, pad_size, sample.image_path)}
-    try:
-        with Image.open(sample.image_path) as opened:
-            image = opened.convert("RGB")
-    except OSError as err:
-        raise UserError(f"{sample.image_path}: unreadable image ({err})") from None
+    image = load_image_rgb(sample.image_path)
     variants = []
     for k, (scale, flip) in enumerate(VARIANTS):
         array, pads = make_variant(image, scale, flip, pad_size, sample.image_path)
@@ -114,9 +111,15 @@ def preprocess_one(job: tuple[ListedSample, tuple[int, int]], out_dir: Path, pad
     return sample.image_id, {"original_hw": [image.size[1], image.size[0]], "variants": variants}
 
 
+def bin_names(sample: ListedSample) -> list[str]:
+    return [f"{sample.image_id}_{k}.bin" for k in range(len(VARIANTS))]
+
+
 def main(args: argparse.Namespace) -> int:
+    check_run_size(f"--pad-size {args.pad_size}", (args.pad_size, args.pad_size), output_shapes=output_shapes)
     samples = read_sample_list(args.data, args.val_list)
     check_exist(samples, labels=False)
+    check_unique_stems([(sample.image_path, name) for sample in samples for name in bin_names(sample)])
     # Broken or too large images stop the run now, not an hour into it.
     sizes_wh = image_sizes([sample.image_path for sample in samples])
     for sample, size_wh in zip(samples, sizes_wh):

@@ -22,6 +22,7 @@ import torch
 
 from common.files.config_reader import Setting, read_guide_config
 from common.files.folders import output_file_parent
+from common.pipeline.sizes import check_run_size
 from common.runtime.export import export_onnx
 from wseg import model
 from wseg.config import DEFAULT_PAD_SIZE as DEFAULT_INPUT_SIZE
@@ -79,6 +80,7 @@ def main(args: argparse.Namespace) -> int:
     output_file_parent(args.output)  # before the slow load and export, not after them
     config = read_config(args.config)
     size = input_size_from(args, config)
+    check_run_size(f"input size {size}", (size, size), output_shapes=PACK.output_shapes)
     options = {"lean_mask": bool(args.lean_mask)}
     network = model.load_pretrained(args.checkpoint, **options)
     dummy = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))

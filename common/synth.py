@@ -6,6 +6,7 @@ import argparse
 from typing import Callable
 
 from common.cli import script_entry
+from common.data.images import MAX_IMAGE_PIXELS
 from common.data.synth.cityscapes import write_synthetic_cityscapes
 from common.data.synth.coco import COCO_DEFAULT_SIZES_HW, write_synthetic_coco
 from common.data.synth.voc import VOC_DEFAULT_SIZES_HW, write_synthetic_voc
@@ -45,7 +46,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--height", type=int, default=None, help="image height (default: varied sizes)")
     parser.add_argument("--width", type=int, default=None, help="image width")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    height, width = args.height or 1, args.width or args.height or 1
+    if height <= 0 or width <= 0 or args.count < 1:
+        parser.error("--height, --width and --count must be positive")
+    if height * width > MAX_IMAGE_PIXELS:  # the readers would refuse such images anyway
+        parser.error(f"--height {height} --width {width}: more than the {MAX_IMAGE_PIXELS // 10**6} megapixels "
+                     "the image readers accept")
+    return args
 
 
 def main(args: argparse.Namespace) -> None:

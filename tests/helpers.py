@@ -63,5 +63,8 @@ def snapshot(folder: Path) -> dict[str, str]:
     """Every file below `folder` (hidden temporary ones included) with a hash of its bytes: a
     refused run must leave this unchanged."""
     import hashlib
+    folder = Path(folder)
+    if not folder.exists():
+        return {}
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -8,6 +8,7 @@ import numpy as np
 
 from common.cli import UserError
 from common.data.images import read_palette_label
+from common.data.labels import LabelSet, unknown_id_pixels
 
 
 # ---- Cityscapes (fine annotations) --------------------------------------------------------
@@ -75,6 +76,11 @@ CITYSCAPES_CLASSES = tuple(label.name for label in
                            sorted((l for l in CITYSCAPES_LABELS if l.train_id != CITYSCAPES_IGNORE),
                                   key=lambda l: l.train_id))
 CITYSCAPES_NUM_CLASSES = len(CITYSCAPES_CLASSES)
+# What a gtFine labelIds PNG holds: the ids 0..33 of the table. The licence plate (id -1) is
+# never drawn by cityscapesScripts' json2labelImg (a negative id is skipped), so no other
+# value, 255 included, is a Cityscapes label id.
+CITYSCAPES_LABEL_SET = LabelSet("Cityscapes", tuple(label.label_id for label in CITYSCAPES_LABELS),
+                                f"label ids 0..{max(label.label_id for label in CITYSCAPES_LABELS)}")
 CITYSCAPES_SPLITS = ("train", "val", "test")
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit.png"
 CITYSCAPES_LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -173,10 +179,14 @@ class CityscapesFine:
             self.check_labels()
 
     def _list_samples(self) -> list[CityscapesSample]:
-        samples = []
+        samples, seen = [], {}
         for image_path in sorted(self.image_dir.glob(f"*/*{CITYSCAPES_IMAGE_SUFFIX}")):
             city = image_path.parent.name
             name = cityscapes_base_name(image_path)
+            if name in seen:  # images, labels and bins are paired by this name
+                raise UserError(f"{image_path}: image name {name} also found at {seen[name]}: one name in two "
+                                "city folders would give one bin and one score for two images")
+            seen[name] = image_path
             label_path = self.label_dir / city / f"{name}{CITYSCAPES_LABEL_SUFFIX}"
             samples.append(CityscapesSample(name, city, image_path, label_path))
         if not samples:
@@ -221,9 +231,17 @@ def list_cityscapes_labels(gt_dir: str | Path) -> dict[str, Path]:
 
 
 def read_cityscapes_train_ids(path: str | Path) -> np.ndarray:
-    """A `*_gtFine_labelIds.png` read as HW uint8 label ids and remapped to trainIds."""
+    """A `*_gtFine_labelIds.png` read as HW uint8 label ids and remapped to trainIds; an id
+    outside 0..33 is an error naming the file (read_cityscapes_label can count them as void)."""
+    return read_cityscapes_label(path)[0]
+
+
+def read_cityscapes_label(path: str | Path, unknown_as_void: bool = False) -> tuple[np.ndarray, int]:
+    """(trainIds, pixels whose label id is outside 0..33): those are an error unless
+    `unknown_as_void` (the lookup then sends them to 255, ignored)."""
     path = Path(path)
     label_ids = read_palette_label(path)
     if label_ids.ndim != 2:
         raise UserError(f"{path}: label has shape {label_ids.shape}, expected a single-channel image")
-    return cityscapes_label_ids_to_train_ids(label_ids)
+    unknown = unknown_id_pixels(label_ids, CITYSCAPES_LABEL_SET, path, unknown_as_void)
+    return cityscapes_label_ids_to_train_ids(label_ids), unknown

@@ -54,3 +54,24 @@ def letterbox(original_hw: tuple[int, int], size: int) -> Letterbox:
     resized = longest_side_resize_hw(*original_hw, size)
     top, left = centred_pad(*resized, size, size)
     return Letterbox(tuple(original_hw), resized, (size, size), top, left)
+
+
+def letterbox_from_meta(record, meta_path, key: str) -> Letterbox:
+    """A Letterbox read back from preprocess metadata, checked: positive integer sizes, and the
+    resized image with its pads inside the canvas; anything else is one line naming the key."""
+    from common.cli import UserError
+    try:
+        box = Letterbox.from_dict(record)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        box = None
+    if box is None or not _plausible(box):
+        raise UserError(f"{meta_path}: the geometry of '{key}' is not a letterbox record")
+    return box
+
+
+def _plausible(box: Letterbox) -> bool:
+    pairs = (box.original_hw, box.resized_hw, box.canvas_hw)
+    if not all(len(pair) == 2 and all(type(v) is int and v > 0 for v in pair) for pair in pairs):
+        return False
+    return (box.pad_top >= 0 and box.pad_left >= 0 and box.pad_top + box.resized_hw[0] <= box.canvas_hw[0]
+            and box.pad_left + box.resized_hw[1] <= box.canvas_hw[1])

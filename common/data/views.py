@@ -22,6 +22,7 @@ from PIL import Image
 from common.cli import UserError
 from common.data.cityscapes import CITYSCAPES_IMAGE_SUFFIX, CITYSCAPES_LABEL_SUFFIX, CityscapesFine
 from common.data.coco import load_coco_json
+from common.data.images import image_sizes, open_image
 from common.data.voc import find_voc2012, read_id_list
 from common.files.atomic import atomic_path, write_text_atomic
 
@@ -37,14 +38,15 @@ def link(target: Path, link_path: Path) -> None:
 
 def resized_copy(source: Path, destination: Path, size_wh: tuple[int, int], label: bool) -> None:
     """The file resized to `size_wh`, in its own format and mode (labels: nearest, palette kept)."""
-    with Image.open(source) as image:
+    with open_image(source, "label" if label else "image") as image:
         resized = image.resize(size_wh, resample=Image.NEAREST if label else Image.BOX)
         if image.mode == "P":
             resized.putpalette(image.getpalette())
         file_format = image.format or "PNG"
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(destination) as tmp:
-            resized.save(tmp, format=file_format, **({"quality": 95} if file_format == "JPEG" else {}))
+    # written outside the reader's block: a write error is not the source image's fault
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(destination) as tmp:
+        resized.save(tmp, format=file_format, **({"quality": 95} if file_format == "JPEG" else {}))
 
 
 def fitted_size(size_wh: tuple[int, int], input_hw: tuple[int, int], mode: str) -> tuple[int, int] | None:
@@ -62,8 +64,8 @@ def fitted_size(size_wh: tuple[int, int], input_hw: tuple[int, int], mode: str) 
 
 
 def place(source: Path, destination: Path, input_hw, mode: str, label: bool) -> None:
-    with Image.open(source) as image:
-        size = fitted_size(image.size, input_hw, mode)
+    (source_wh,) = image_sizes([source], kind="label" if label else "image")
+    size = fitted_size(source_wh, input_hw, mode)
     if size is None:
         link(source, destination)
     else:

@@ -16,6 +16,8 @@ import numpy as np
 
 from common.cli import UserError
 from common.data.images import read_image_rgb, read_palette_label
+from common.data.labels import LabelSet, unknown_id_pixels
+from common.data.lists import read_list_lines, refuse_duplicates
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -23,6 +25,8 @@ VOC_CLASSES = (
     "sheep", "sofa", "train", "tvmonitor",
 )
 VOC_IGNORE = 255
+VOC_LABEL_SET = LabelSet("VOC", tuple(range(len(VOC_CLASSES))) + (VOC_IGNORE,),
+                         f"0..{len(VOC_CLASSES) - 1} and {VOC_IGNORE} (void)")
 
 
 def voc_palette() -> list[int]:
@@ -81,24 +85,48 @@ class VOCSegmentation:
     def read_image_rgb(self, image_id: str) -> np.ndarray:
         return read_image_rgb(self.image_path(image_id))
 
-    def read_label(self, image_id: str) -> np.ndarray:
-        return read_palette_label(self.label_path(image_id))
+    def read_label(self, image_id: str, unknown_as_void: bool = False) -> np.ndarray:
+        return read_voc_label(self.label_path(image_id), unknown_as_void)[0]
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
 def read_id_list(path: str | Path) -> list[str]:
-    """One id per line; extra columns (upstream list formats) are ignored after the first."""
+    """One id per line (VOC's ImageSets lists); upstream's `IMAGE LABEL` path lines give the
+    image's stem, and VOC's per-class lists (`<id> <-1|0|1>`) their first column. An id listed
+    twice is an error naming both lines."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: id list not found")
-    ids = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            first = line.split()[0]
-            ids.append(Path(first).stem if "/" in first else first)
-    return ids
+    rows = []
+    for line_no, fields in read_list_lines(path, "id list"):
+        first = fields[0]
+        if len(fields) == 1 or (len(fields) == 2 and "/" in first) or _flag_columns(fields[1:]):
+            rows.append((line_no, _id_of(first)))
+        else:
+            raise UserError(f"{path}:{line_no}: expected one id per line, got {len(fields)} fields "
+                            f"({' '.join(fields)[:60]!r}); VOC ids hold no spaces")
+    refuse_duplicates(path, rows)
+    return [image_id for _, image_id in rows]
+
+
+def _id_of(field: str) -> str:
+    """A bare id as it is; a path or file name (`JPEGImages/x.jpg`) gives its stem."""
+    return Path(field).stem if "/" in field or field.lower().endswith((".jpg", ".png")) else field
+
+
+def _flag_columns(fields: list[str]) -> bool:
+    """VOC's per-class lists: `<id> -1`, `<id>  0`, `<id>  1`."""
+    return all(field in ("-1", "0", "1") for field in fields)
+
+
+def read_voc_label(path: str | Path, unknown_as_void: bool = False) -> tuple[np.ndarray, int]:
+    """A VOC label (palette or grey PNG, HW uint8) and the count of its pixels whose id is
+    outside 0..20 and 255: an error unless `unknown_as_void` (they then count as void)."""
+    label = read_palette_label(path)
+    unknown = unknown_id_pixels(label, VOC_LABEL_SET, path, unknown_as_void)
+    if unknown:
+        label = np.where(VOC_LABEL_SET.valid_lut()[label], label, VOC_IGNORE).astype(np.uint8)
+    return label, unknown
 
 
 # Where the VOC2012 folder may sit below the data root, most specific first: the guides'
@@ -126,31 +154,27 @@ def find_voc2012(data_root: str | Path) -> Path:
 def read_sample_list(data_root: str | Path, list_path: str | Path) -> list[ListedSample]:
     """Samples of a list in either format; ids must be unique."""
     data_root, list_path = Path(data_root), Path(list_path)
-    if not list_path.is_file():
+    if not list_path.exists():
         raise UserError(f"{list_path}: file list not found")
     if not data_root.is_dir():
         raise UserError(f"{data_root}: data folder not found")
-    samples, seen, voc_root = [], {}, None
-    lines = list_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    for line_no, line in enumerate(lines, 1):
-        fields = line.split()
-        if not fields:
-            continue
+    samples, rows, voc_root = [], [], None
+    for line_no, fields in read_list_lines(list_path, "file list"):
         if len(fields) == 2:
             image_path, label_path = data_root / fields[0], data_root / fields[1]
             image_id = Path(fields[0]).stem
         elif len(fields) == 1:
             voc_root = voc_root or find_voc2012(data_root)
-            image_id = Path(fields[0]).stem
+            image_id = _id_of(fields[0])
             image_path = voc_root / "JPEGImages" / f"{image_id}.jpg"
             label_path = voc_root / "SegmentationClass" / f"{image_id}.png"
         else:
             raise UserError(f"{list_path}:{line_no}: expected 'IMAGE LABEL' paths or one id, "
-                            f"got {len(fields)} fields")
-        if image_id in seen:
-            raise UserError(f"{list_path}:{line_no}: id {image_id} repeats line {seen[image_id]}")
-        seen[image_id] = line_no
+                            f"got {len(fields)} fields (paths are split at spaces: a path holding a "
+                            "space is ambiguous in this format)")
+        rows.append((line_no, image_id))
         samples.append(ListedSample(image_id, image_path, label_path))
+    refuse_duplicates(list_path, rows)
     if not samples:
         raise UserError(f"{list_path}: no samples listed")
     return samples

@@ -18,6 +18,15 @@ class ConfusionMatrix:
         self.ignore_index = ignore_index
         self.matrix = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
         self.images = 0
+        # Label pixels whose id is outside the dataset's label set, counted as void on request
+        # (--unknown-ids-as-void), and the images holding them: reported, never silent.
+        self.unknown_as_void_pixels = 0
+        self.unknown_as_void_images = 0
+
+    def note_unknown_as_void(self, pixels: int) -> None:
+        if pixels:
+            self.unknown_as_void_pixels += int(pixels)
+            self.unknown_as_void_images += 1
 
     def update(self, target: np.ndarray, pred: np.ndarray) -> None:
         target = np.asarray(target)
@@ -56,6 +65,15 @@ class ConfusionMatrix:
     def merge(self, other: "ConfusionMatrix") -> None:
         self.matrix += other.matrix
         self.images += other.images
+        self.unknown_as_void_pixels += other.unknown_as_void_pixels
+        self.unknown_as_void_images += other.unknown_as_void_images
+
+    def require_scored_pixels(self, where: str) -> None:
+        """A split whose labels hold no pixel of any class (all void) has no IoU at all: one line
+        instead of a mIoU of nan or 0 with exit code 0."""
+        if self.images and not self.matrix.sum():
+            raise UserError(f"{where}: no label pixel of the {self.images} scored image(s) holds a class "
+                            "(every pixel is void or ignored): the metric is undefined")
 
     def iou_per_class(self) -> np.ndarray:
         """IoU = TP / (TP + FP + FN) per class; NaN where the class is absent from both labels
@@ -99,6 +117,7 @@ class ConfusionMatrix:
             "miou": self.mean_iou(),
             "pixel_accuracy": self.pixel_accuracy(),
             "images": self.images,
+            "label_pixels_unknown_as_void": self.unknown_as_void_pixels,
             "per_class_iou": {name: (None if np.isnan(v) else float(v)) for name, v in zip(names, iou)},
         }
 

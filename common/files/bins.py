@@ -99,3 +99,21 @@ def require_finite(array: np.ndarray, path: str | os.PathLike) -> np.ndarray:
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise UserError(f"{path}: output holds NaN or Inf values")
     return array
+
+
+def check_unique_stems(names_by_source: Sequence[tuple[str | os.PathLike, str]]) -> None:
+    """(source file, file name it gives) pairs: two names equal once cut at their first dot
+    (ais_bench's sample name, from which every output name is made) would overwrite each
+    other's outputs or be counted twice. Refused before any work, naming both sources."""
+    seen: dict[str, tuple[str | os.PathLike, str]] = {}
+    for source, name in names_by_source:
+        stem = bin_stem(name)
+        if stem in seen:
+            other_source, other_name = seen[stem]
+            if name == other_name:
+                raise UserError(f"{source}: gives the file {name}, as {other_source} does: "
+                                "their outputs would overwrite each other")
+            same = "" if str(other_source) == str(source) else f" of {other_source}"
+            raise UserError(f"{source}: {name} and {other_name}{same} have one sample name '{stem}' "
+                            "(cut at the first dot, as ais_bench does): their outputs would overwrite each other")
+        seen[stem] = (source, name)

@@ -6,10 +6,14 @@ from pathlib import Path
 from typing import Sequence
 
 from common.cli import UserError
+from common.data.lists import read_text_lines
 from common.files.atomic import write_text_atomic
 
 
 def format_info_lines(paths: Sequence[str | os.PathLike], sizes_wh: Sequence[tuple[int, int]]) -> str:
+    for path in paths:
+        if any(c in str(path) for c in "\n\r\t"):
+            raise UserError(f"{path}: a line break or tab in the name cannot be written to an .info line")
     return "".join(f"{i} {p} {w} {h}\n" for i, (p, (w, h)) in enumerate(zip(paths, sizes_wh)))
 
 
@@ -20,13 +24,11 @@ def write_info(path: str | os.PathLike, paths: Sequence, sizes_wh: Sequence[tupl
 def parse_info(path: str | os.PathLike) -> list[tuple[int, str, int, int]]:
     """Read an `.info` file into (index, path, width, height) rows; a bad line names its number."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: info file not found")
     rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split()
+    for line_no, line in read_text_lines(path, "info file"):
+        # index first, width and height last: the path between them may hold spaces
+        head = line.split(None, 1)
+        fields = head[:1] + (head[1].rsplit(None, 2) if len(head) == 2 else [])
         if len(fields) != 4:
             raise UserError(f"{path}:{line_no}: expected 'index path width height', got {len(fields)} fields")
         try:

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from common.cli import UserError
-from common.files.bins import bin_stem, expected_nbytes, list_bins
+from common.files.bins import bin_stem, check_unique_stems, expected_nbytes, list_bins
 from common.runtime.backend import TensorSpec
 
 INPUT_SUFFIXES = (".bin", ".BIN", ".npy", ".NPY")
@@ -40,6 +40,8 @@ def _samples_from_folders(folders: list[Path], specs: Sequence[TensorSpec]) -> l
         raise UserError(f"--input names {len(folders)} folder(s) but the model has {len(specs)} "
                         f"input(s): {', '.join(s.name for s in specs)}")
     per_input = [list_bins(folder, INPUT_SUFFIXES) for folder in folders]
+    for folder, files in zip(folders, per_input):  # x.bin and x.npy, img.a.bin and img.b.bin
+        check_unique_stems([(folder, path.name) for path in files])
     first = per_input[0]
     samples = [[path] for path in first]
     for folder, files in zip(folders[1:], per_input[1:]):
@@ -63,6 +65,8 @@ def _samples_from_files(files: list[Path], specs: Sequence[TensorSpec]) -> list[
         raise UserError(f"--input lists {len(files)} files, not a multiple of the model's "
                         f"{len(specs)} inputs")
     group = len(files) // len(specs)
+    for k in range(len(specs)):
+        check_unique_stems([(path.parent, path.name) for path in files[k * group:(k + 1) * group]])
     return [[files[k * group + i] for k in range(len(specs))] for i in range(group)]
 
 

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from common.cli import UserError
 from common.files.atomic import atomic_path
 from common.viz.palettes import Palette
+from common.data.images import read_class_map_png
 
 PANEL_BACKGROUND = (255, 255, 255)
 TEXT_COLOUR = (0, 0, 0)
@@ -238,7 +239,4 @@ def save_encoded(path: str | Path, image: np.ndarray) -> None:
 
 def read_class_png(path: str | Path) -> np.ndarray:
     """A class-id PNG written by save_png (grey) or a palette PNG, as HxW uint8 ids."""
-    with Image.open(path) as image:
-        if image.mode not in ("L", "P"):
-            raise ValueError(f"{path}: mode {image.mode}, expected a grey or palette class-id PNG")
-        return np.asarray(image)
+    return read_class_map_png(path, "class map")

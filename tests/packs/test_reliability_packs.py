@@ -374,7 +374,10 @@ def test_wseg_unreadable_image_stops_the_postprocess_before_any_mask(data, prepa
 def test_mmdet_image_missing_from_the_annotations(data, prepared, all_outputs, tmp_path, capsys):
     annotations = data["coco"] / "annotations" / "instances_val2017.json"
     dataset = json.loads(annotations.read_text())
-    dropped = dataset["images"].pop(1)["file_name"]
+    dropped_image = dataset["images"].pop(1)
+    dropped = dropped_image["file_name"]
+    # a consistent cut: without its annotations too (orphans would be warned about)
+    dataset["annotations"] = [a for a in dataset["annotations"] if a["image_id"] != dropped_image["id"]]
     annotations.write_text(json.dumps(dataset))
     results = linked_results(all_outputs["MaskRCNN_mmdet"], tmp_path / "res", POSTPROCESS["MaskRCNN_mmdet"].samples(data))
     inputs = {**data, "coco_bins": prepared["coco_bins"], "coco_info": prepared["coco_info"]}

@@ -28,7 +28,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import hostile_files as hf
+import hostile_checkpoint_files as hf
 from common import cli
 from common.weights.checkpoint import WeightsLayout, load_checkpoint_into
 from common.weights.demo import manifest_shapes

@@ -13,7 +13,6 @@ namespace (`unshare`, skipped where not available) for the subprocess cases.
 from __future__ import annotations
 
 import errno
-import hashlib
 import importlib
 import json
 import os
@@ -38,7 +37,7 @@ from common.files.atomic import atomic_path, is_temp_name, remove_stale_temps, w
 from common.files.bins import write_bin
 from common.files.folders import output_file_parent, output_folder
 from common.runtime import runner
-from helpers import REPO_ROOT, error_lines, expect_one_line, run_cli
+from helpers import snapshot, REPO_ROOT, error_lines, expect_one_line, run_cli
 
 infer_py = importlib.import_module("common.infer")
 label_to_int32_py = importlib.import_module("maskrcnn_mmdet.label_to_int32")
@@ -48,14 +47,6 @@ PY = sys.executable
 
 
 # ---- helpers --------------------------------------------------------------------------------
-
-def snapshot(root: Path) -> dict[str, str]:
-    """{relative path: sha256} of every file below root, hidden ones included."""
-    if not root.exists():
-        return {}
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() or p.is_symlink() and p.exists()}
-
 
 def hidden_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob(".*")) if root.exists() else []

@@ -37,7 +37,7 @@ def test_both_formats_name_the_same_files(data_root, tmp_path):
 def test_bad_lists_are_reported_with_their_line(data_root, tmp_path):
     repeated = tmp_path / "repeated.txt"
     repeated.write_text("2007_000032\n2007_000039\n2007_000032\n")
-    with pytest.raises(UserError, match=r"repeated.txt:3: id 2007_000032 repeats line 1"):
+    with pytest.raises(UserError, match=r"repeated.txt:3: id 2007_000032 is listed twice \(first on line 1\)"):
         read_sample_list(data_root, repeated)
     three = tmp_path / "three.txt"
     three.write_text("a b c\n")

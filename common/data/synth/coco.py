@@ -95,12 +95,15 @@ def _image_objects(rng: np.random.Generator, image: np.ndarray, image_id: int, f
 
 
 def write_synthetic_coco(root: str | Path, count: int = 5, seed: int = 0,
-                         sizes_hw: Sequence[tuple[int, int]] = COCO_DEFAULT_SIZES_HW) -> Path:
+                         sizes_hw: Sequence[tuple[int, int]] = COCO_DEFAULT_SIZES_HW,
+                         grayscale: Sequence[int] = ()) -> Path:
     """Write `<root>/val2017/<12-digit id>.jpg` and `<root>/annotations/instances_val2017.json`.
 
     Objects use real (non-contiguous) category ids with polygon masks and one compressed-RLE
     mask per image; every second image also has a crowd region (iscrowd=1, uncompressed RLE);
-    the last image has no annotation at all. Image ids are not in file-name order. Returns root.
+    the last image has no annotation at all. Image ids are not in file-name order. The images at
+    the indices `grayscale` are one-channel JPEGs, as COCO holds a few (off by default: the
+    default sets keep their bytes). Returns root.
     """
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -112,7 +115,7 @@ def write_synthetic_coco(root: str | Path, count: int = 5, seed: int = 0,
         if index < count - 1 or count == 1:
             annotations += _image_objects(rng, rgb, image_id, len(annotations) + 1, with_crowd=index % 2 == 1)
         file_name = f"{image_id:012d}.jpg"
-        save_jpeg(root / "val2017" / file_name, rgb, quality=95)
+        save_jpeg(root / "val2017" / file_name, rgb, quality=95, grayscale=index in grayscale)
         images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
     dataset = {"info": {"description": "synthetic COCO val2017 layout (segzoo tests)"}, "licenses": [],
                "images": images, "annotations": annotations, "categories": _coco_categories()}

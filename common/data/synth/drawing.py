@@ -45,6 +45,8 @@ def save_png(path: Path, array: np.ndarray, palette: Sequence[int] | None = None
         image.save(tmp, format="PNG")
 
 
-def save_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> None:
+def save_jpeg(path: Path, rgb: np.ndarray, quality: int = 90, grayscale: bool = False) -> None:
+    """`grayscale`: a one-channel JPEG (mode L), as real photo collections hold a few of."""
+    image = Image.fromarray(rgb)
     with atomic_path(path) as tmp:
-        Image.fromarray(rgb).save(tmp, format="JPEG", quality=quality)
+        (image.convert("L") if grayscale else image).save(tmp, format="JPEG", quality=quality)

@@ -19,11 +19,12 @@ VOC_DEFAULT_SIZES_HW = ((375, 500), (240, 320), (500, 375), (480, 640), (333, 50
 
 def write_synthetic_voc(root: str | Path, count: int = 6, seed: int = 0,
                         sizes_hw: Sequence[tuple[int, int]] = VOC_DEFAULT_SIZES_HW,
-                        num_classes: int = 21, split: str = "val") -> Path:
+                        num_classes: int = 21, split: str = "val", grayscale: Sequence[int] = ()) -> Path:
     """Write `<root>/VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation}`.
 
     Labels have background, several object classes and a 255 void border around each object,
-    as VOC does. Returns the VOC2012 folder.
+    as VOC does. The images at the indices `grayscale` are one-channel JPEGs (off by default:
+    the default sets keep their bytes). Returns the VOC2012 folder.
     """
     rng = np.random.default_rng(seed)
     voc = Path(root) / "VOCdevkit" / "VOC2012"
@@ -36,7 +37,7 @@ def write_synthetic_voc(root: str | Path, count: int = 6, seed: int = 0,
         draw_random_shapes(rng, image, label, range(1, num_classes), count=int(rng.integers(2, 5)))
         edges = cv2.morphologyEx(label, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
         label[edges] = 255
-        save_jpeg(voc / "JPEGImages" / f"{image_id}.jpg", image)
+        save_jpeg(voc / "JPEGImages" / f"{image_id}.jpg", image, grayscale=index in grayscale)
         save_png(voc / "SegmentationClass" / f"{image_id}.png", label, palette=voc_palette())
         ids.append(image_id)
     write_text_atomic(voc / "ImageSets" / "Segmentation" / f"{split}.txt", "\n".join(ids) + "\n")
