@@ -212,5 +212,5 @@ def test_chain_and_flag_helpers_name_what_they_check(tmp_path):
     with pytest.raises(UserError, match=r"b.yaml: _BASE_ a.yaml leads back to a.yaml \(a loop\)"):
         read_config_chain(tmp_path / "a.yaml", [Setting("X", "int")])
     assert check_flag("--size", 64, minimum=8) == 64
-    with pytest.raises(UserError, match=r"^--input_hw 64 7: expected an integer >= 32$"):
+    with pytest.raises(UserError, match=r"^--input-hw 64 7: expected an integer >= 32$"):
         check_flag("--input-hw", [64, 7], minimum=32)
