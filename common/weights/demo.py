@@ -47,9 +47,11 @@ def _random_tensor(name: str, shape: tuple[int, ...], dtype: str, gen: torch.Gen
 
 
 def save_torch_checkpoint(path: str | Path, container: object) -> None:
-    """torch.save through a temporary name (the files the packs read as `.pth`/`.pth.tar`)."""
-    with atomic_path(path) as tmp:
-        torch.save(container, tmp)
+    """torch.save through a temporary name (the files the packs read as `.pth`/`.pth.tar`).
+    Saved through a file object, so the zip's inner folder is torch's fixed `archive/`, not the
+    random temporary name: the same weights give the same bytes."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(container, handle)
 
 
 def save_numpy_pickle(path: str | Path, container: Mapping) -> None:
