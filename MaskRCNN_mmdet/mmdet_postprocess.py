@@ -113,7 +113,7 @@ def paste_mask(probabilities: np.ndarray, box: np.ndarray, image_hw: tuple[int, 
 
 # ---- torch's grid_sample in numpy, bit for bit --------------------------------------------------
 # mmdet pastes with torch (F.grid_sample); doing the same float32 steps here keeps torch out of
-# this script (start-up, memory, forked workers). tests/test_maskrcnn_mmdet_postprocess.py
+# this script (start-up, memory, forked workers). tests/packs/test_maskrcnn_mmdet_postprocess.py
 # compares both on random maps and boxes, value for value.
 
 def grid_coordinates(start: int, stop: int, low: float, high: float) -> np.ndarray:

@@ -387,7 +387,7 @@ class PointSampler:
 
     Eager: `F.grid_sample` itself (what detectron2's `point_sample` calls). Traced for export:
     `gather_sample_points` on the flattened map, which with `arithmetic="exact"` equals it bit
-    for bit on CPUs where torch's kernel uses FMA (AVX2, AVX-512; tests/test_pointrend_model.py
+    for bit on CPUs where torch's kernel uses FMA (AVX2, AVX-512; tests/packs/test_pointrend_model.py
     checks both paths); "float32" is the cheaper graph without float64 (see there).
     """
 

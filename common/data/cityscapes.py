@@ -22,7 +22,7 @@ from common.data.labels import LabelSet, unknown_id_pixels
 # The label table is kept here rather than taken from `cityscapesscripts`: that package installs
 # from PyPI but pulls matplotlib, requests and the obsolete `typing` backport into the env for
 # one 35-row table. The rows below are its `helpers/labels.py` facts (id, trainId, colour);
-# tests/test_datasets_cityscapes.py checks the mapping against the upstream HRNet table and,
+# tests/unit/test_datasets_cityscapes.py checks the mapping against the upstream HRNet table and,
 # when `cityscapesscripts` happens to be installed, against that package.
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 VOC: the standard 256-entry bit-interleaved colour map (common.synth writes its labels with
 it; entry 255, the void colour of VOC's borders, is (224, 224, 192)). Cityscapes: the trainId
-colours of common.datasets' label table (trainId 255, ignore, is black).
+colours of common.data.cityscapes' label table (trainId 255, ignore, is black).
 """
 from __future__ import annotations
 

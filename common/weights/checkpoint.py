@@ -2,7 +2,7 @@
 
 Nothing here executes code from a checkpoint file, and nothing is allocated from what a file
 merely declares: its structure is read first with stand-ins for tensors and arrays
-(common.checkpoint_scan) and checked against the file and the pack's manifest; then torch
+(common.weights.checkpoint_scan) and checked against the file and the pack's manifest; then torch
 files go through `torch.load(weights_only=True)` with only the globals those files need
 allowlisted, and pickles (`.pkl`, detectron2 style) become numpy arrays of the bytes read.
 After loading, every tensor is checked against the network (names, shapes, dtypes, NaN/Inf)
@@ -91,7 +91,7 @@ class WeightsLayout:
 def read_checkpoint(path: str | Path, layout: WeightsLayout | None = None) -> object:
     """Return the raw object stored in a `.pth`, `.pth.tar`, `.pt` or `.pkl` checkpoint.
 
-    The file's structure is read first without its tensor data (common.checkpoint_scan);
+    The file's structure is read first without its tensor data (common.weights.checkpoint_scan);
     with a `layout` the weights are also checked against the pack's manifest. Only then are
     the tensors read, so what is allocated is bounded by what the file and the manifest say.
     """

@@ -13,7 +13,7 @@ view stays inside its storage, each array's bytes are exactly what its shape nee
 is sparse, quantized, meta or nested. Only what passes is read for real (`materialise` for
 pickles: arrays of the bytes already read; torch.load for torch files), so what is
 allocated is bounded by what the file holds. The checks against a pack's manifest (names,
-dtypes, how many bytes the weights may hold) are in common/checkpoint.py.
+dtypes, how many bytes the weights may hold) are in common/weights/checkpoint.py.
 """
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Each pack's run_pack.sh --quick (what run_all.sh runs): every README step end to end.
 
-Slow-ish (about 3 minutes for the five packs) but it is the main job users run: a flag that a
-script no longer accepts, or a step that writes its output elsewhere, only shows up here.
+Slow-ish (a few minutes for the five packs) but it is the main job users run: a flag that a
+script no longer accepts, or a step that writes its output elsewhere, only shows up here. The
+models the run exported are checked as well: every export and graph fix declares its outputs'
+static dimensions, those the pack config gives, and ONNX Runtime returns exactly those shapes.
 """
 from __future__ import annotations
 
@@ -10,14 +12,49 @@ import os
 import subprocess
 import sys
 
+from pathlib import Path
+
+import numpy as np
+import onnx
 import pytest
 
+from common.pipeline.pack_config import StepValues, render
 from common.pipeline.packs import PACK_NAMES, REPO_ROOT, pack_config
+from common.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 pytestmark = pytest.mark.slow
 
 
 CLASS_OUTPUT_PACKS = {pack for pack in PACK_NAMES if pack_config(pack).compare == "classes"}
+
+
+def declared_shapes(model: onnx.ModelProto) -> list[list]:
+    return [[d.dim_param if d.HasField("dim_param") else d.dim_value
+             for d in out.type.tensor_type.shape.dim] for out in model.graph.output]
+
+
+def check_declared_against_runtime(path: Path, per_sample: list[tuple[int, ...]]) -> None:
+    declared = declared_shapes(onnx.load(str(path), load_external_data=False))
+    for shape, expected in zip(declared, per_sample, strict=True):
+        # Every axis but a dynamic batch axis has a size, not a name left by the tracer.
+        assert isinstance(shape[0], int) or shape[0] == "batch_size", (path.name, declared)
+        assert shape[1:] == list(expected), (path.name, declared, per_sample)
+    backend = OnnxRuntimeBackend(path)
+    feeds = {spec.name: np.zeros((1, *spec.shape[1:]), dtype=spec.dtype) for spec in backend.input_specs()}
+    returned = [list(out.shape) for out in backend.run(feeds)]
+    assert returned == [[1, *shape] for shape in per_sample], (path.name, declared, returned)
+
+
+def check_exported_models(pack: str, work: Path) -> None:
+    """The ONNX file of every export and graph-fix step of the run (the names its templates give)."""
+    config = pack_config(pack)
+    fields = StepValues(py="python3", work=str(work.resolve()), data="", weights="",
+                        input_hw=config.quick.input_hw, count=1).fields(config)
+    steps = [*config.steps_of("export"), *config.steps_of("fix")]
+    assert steps, pack
+    for step in steps:
+        written = Path([arg for arg in render(step.argv, fields) if arg.endswith(".onnx")][-1])
+        check_declared_against_runtime(written, config.output_shapes(config.quick.input_hw))
 
 
 @pytest.mark.parametrize("pack", PACK_NAMES)
@@ -46,3 +83,4 @@ def test_run_pack_quick_runs_every_step_and_the_backends_agree(pack, tmp_path):
         assert compared["pixels"] > 0 and compared["fraction"] < 1e-4, compared
     else:
         assert sorted((work / "det_pytorch" / "show").glob("*.jpg"))
+    check_exported_models(pack, work)
