@@ -27,6 +27,24 @@ pytestmark = pytest.mark.slow
 
 CLASS_OUTPUT_PACKS = {pack for pack in PACK_NAMES if pack_config(pack).compare == "classes"}
 
+# These two run as `--data-root DIR` does on real files: the dataset is written first in the real
+# layout at sizes that are not the quick input size (full-size-like frames; VOC's odd sizes, the
+# guides' data/voc/ folder, one grayscale JPEG), and the run reads it through its dataset view
+# (resized copies of the first images). They are the packs whose model input follows the image
+# size, where real files once tripped a quick run.
+REAL_LAYOUT_DATA = {"3D_HRNet": 4, "Wseg": 3}
+
+
+def write_user_dataset(pack: str, root: Path) -> None:
+    from common.data.synth.cityscapes import write_synthetic_cityscapes
+    from common.data.synth.voc import write_synthetic_voc
+    count = REAL_LAYOUT_DATA[pack]
+    if pack_config(pack).dataset == "cityscapes":
+        write_synthetic_cityscapes(root, count=count, size_hw=(256, 512), seed=4)
+    else:
+        write_synthetic_voc(root / "voc", count=count, seed=4, sizes_hw=((375, 500), (500, 333), (281, 500)),
+                            grayscale=(1,))
+
 
 def declared_shapes(model: onnx.ModelProto) -> list[list]:
     return [[d.dim_param if d.HasField("dim_param") else d.dim_value
@@ -61,7 +79,11 @@ def check_exported_models(pack: str, work: Path) -> None:
 def test_run_pack_quick_runs_every_step_and_the_backends_agree(pack, tmp_path):
     work = tmp_path / pack
     env = dict(os.environ, PY=sys.executable)
-    result = subprocess.run(["bash", str(REPO_ROOT / pack / "run_pack.sh"), str(work), "--quick"],
+    data_arguments = []
+    if pack in REAL_LAYOUT_DATA:
+        write_user_dataset(pack, tmp_path / "user_data")
+        data_arguments = ["--data-root", str(tmp_path / "user_data")]
+    result = subprocess.run(["bash", str(REPO_ROOT / pack / "run_pack.sh"), str(work), "--quick", *data_arguments],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     row = json.loads((work / "summary_row.json").read_text())
@@ -69,7 +91,14 @@ def test_run_pack_quick_runs_every_step_and_the_backends_agree(pack, tmp_path):
     # quick sizes: ONNX Runtime reproduces PyTorch within the fp32 tolerances (a near-tied pixel
     # may flip on another CPU; the verdict's tolerance allows for it, nothing more)
     assert row["verdict"] == "agree", row
-    assert row["data"].startswith("synthetic") and row["weights"].startswith("demo (random values")
+    if pack in REAL_LAYOUT_DATA:
+        quick = pack_config(pack).quick
+        assert row["images"] == quick.images < REAL_LAYOUT_DATA[pack], row
+        assert row["data"].startswith(str((tmp_path / "user_data").resolve())), row
+        assert f"first {quick.images} images" in row["data"] and "resized copies" in row["data"], row
+    else:
+        assert row["data"].startswith("synthetic"), row
+    assert row["weights"].startswith("demo (random values"), row
     assert f"{pack}: agree" in result.stdout  # the verdict is printed too
     if pack in CLASS_OUTPUT_PACKS:
         assert row["parity_max_rel"] < 1e-4, row
