@@ -1,1 +1,2 @@
-"""Helpers shared by the segzoo packs: bin I/O, inference runner, ATC, metrics, datasets."""
+"""What the segzoo packs share, grouped by job (files, data, runtime, eval, weights, summary,
+pipeline, fp16, viz); the modules at this level are the commands. See docs/ARCHITECTURE.md."""

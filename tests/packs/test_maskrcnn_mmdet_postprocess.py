@@ -275,7 +275,7 @@ def test_streamed_files_and_chunked_scores_equal_the_in_memory_way(coco_case, tm
     """The detection files and every score are what building full lists + one COCOeval gave."""
     from pycocotools.cocoeval import COCOeval
 
-    from common import coco_eval
+    from common.eval import coco_eval
     from common.data.coco import COCO_CATEGORY_IDS, COCO_CLASSES
     root, result_dir = coco_case, tmp_path / "result"
     _noisy_outputs(root, result_dir, seed=8)

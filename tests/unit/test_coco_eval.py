@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from pycocotools.cocoeval import COCOeval
 
-from common import coco_eval
+from common.eval import coco_eval
 from common.data.coco import COCO_CATEGORY_IDS, COCO_CLASSES, CocoInstances
 from common.data.synth.coco import write_synthetic_coco
 
