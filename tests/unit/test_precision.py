@@ -393,3 +393,14 @@ def test_class_outputs_must_name_outputs(tmp_path, capsys):
     model_path, bins = write_case(tmp_path, sum_graph(1.0))
     expect_one_line(*cli(capsys, "--model", model_path, "--input", bins, "--class-outputs", "logits"),
                     "--class-outputs names logits", "the outputs are y")
+
+
+def test_the_per_tensor_memory_budget_follows_the_available_memory(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    for available_kb, expected_mb in ((15_000_000, 15_000_000 // 1024 // 3), (1_000_000, 1024), (90_000_000, 16384)):
+        meminfo.write_text(f"MemTotal: 99999999 kB\nMemAvailable: {available_kb} kB\n")
+        assert precision.default_memory_mb(str(meminfo)) == expected_mb
+    meminfo.write_text("MemTotal: 99999999 kB\n")  # no MemAvailable (old kernels): the fixed 1 GiB
+    assert precision.default_memory_mb(str(meminfo)) == 1024
+    assert precision.default_memory_mb(str(tmp_path / "absent")) == 1024
+    assert precision.parse_args(["--model", "m.onnx", "--input", "bins", "--memory-mb", "64"]).memory_mb == 64
