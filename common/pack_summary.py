@@ -61,8 +61,13 @@ def fp16_summary(report: dict) -> str:
         parts.append(f"output cosine >= {min(cosines):.6f}")
     if changed:
         parts.append(f"{100 * max(changed):.3g} % of pixels of another class beyond ties")
-    overflow = tensors.get("fp16_overflow") or []
-    parts.append(f"overflow in {len(overflow)} tensor(s)" if overflow else "no overflow")
+    nonfinite = sum(o.get("nonfinite") or 0 for o in outputs)
+    if "tensors_summary" not in report:  # --no-tensors: only the outputs were compared
+        parts.append(f"{nonfinite} inf/NaN output values" if nonfinite else "finite outputs")
+        parts.append("per-tensor ranges not computed")
+    else:
+        overflow = tensors.get("fp16_overflow") or []
+        parts.append(f"overflow in {len(overflow)} tensor(s)" if overflow else "no overflow")
     first = tensors.get("first_departing")
     if first:
         parts.append(f"first departs at {first.get('node') or first.get('tensor')}")

@@ -110,3 +110,18 @@ def test_demo_weights_are_said_to_be_demo(tmp_path):
                                     "--demo-weights"])
     pack_summary.main(args)
     assert json.loads((work / "summary_row.json").read_text())["weights"].startswith("demo (random values")
+
+
+def test_fp16_phrase_claims_no_overflow_only_where_the_tensors_were_checked():
+    outputs = [{"name": "out", "cosine": 0.9999, "class_changed_beyond_ties": 0.0, "nonfinite": 0}]
+    checked = {"emulated": {"outputs": outputs, "meets_tolerance": True}, "tensors_summary": {"fp16_overflow": []}}
+    assert "no overflow" in pack_summary.fp16_summary(checked)
+    overflowing = {**checked, "tensors_summary": {"fp16_overflow": [{"tensor": "a"}], "first_departing": {"node": "Add_7"}}}
+    assert "overflow in 1 tensor(s)" in pack_summary.fp16_summary(overflowing)
+    assert "first departs at Add_7" in pack_summary.fp16_summary(overflowing)
+    outputs_only = {"emulated": {"outputs": outputs, "meets_tolerance": True}}
+    phrase = pack_summary.fp16_summary(outputs_only)
+    assert "no overflow" not in phrase and "per-tensor ranges not computed" in phrase and "finite outputs" in phrase
+    infinite = {"emulated": {"outputs": [{**outputs[0], "nonfinite": 3}], "meets_tolerance": False}}
+    assert "beyond tolerance" in pack_summary.fp16_summary(infinite)
+    assert "3 inf/NaN output values" in pack_summary.fp16_summary(infinite)
