@@ -107,7 +107,7 @@ def geometry_of(result_dir: Path, meta: str | None, size: int | None) -> tuple[d
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--val-dir", required=True, help="the folder holding VOCdevkit (guide: /opt/npu)")
+    parser.add_argument("--val-dir", required=True, help="the folder holding VOCdevkit")
     parser.add_argument("--result-dir", required=True, help="inference output folder (<id>_0.bin)")
     parser.add_argument("--meta", default=None,
                         help=f"{META_NAME} of the preprocess (default: found through the run's summary JSON)")

@@ -337,7 +337,7 @@ def _calibrate_demo_classifier(state: dict[str, torch.Tensor], seed: int) -> Non
     the biases centred near the background logit. The values still mean nothing.
     """
     model = _build_uninitialised()
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(state, strict=True)  # the manifest names every key of the network
     captured = {}
     hook = model.last_conv[8].register_forward_hook(
         lambda module, inputs, output: captured.update(features=inputs[0], logits=output))

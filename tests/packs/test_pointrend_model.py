@@ -9,6 +9,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
+from common.weights.checkpoint import read_checkpoint
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,8 +31,7 @@ def demo_pkl(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def demo_raw(demo_pkl):
-    with open(demo_pkl, "rb") as handle:
-        return pickle.load(handle, encoding="latin1")
+    return read_checkpoint(demo_pkl)  # the project's restricted unpickler, as for real files
 
 
 def _write_pickle(path, container):

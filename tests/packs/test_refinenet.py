@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from common.files.bins import read_bin, write_bin
 from common.data.voc import VOCSegmentation
 from common.weights.manifest import load_manifest
+from common.weights.checkpoint import read_checkpoint
 from common.weights.demo import save_torch_checkpoint
 from common.pipeline.packs import pack_module
 from refinenet.config import output_shapes
@@ -61,7 +62,7 @@ def test_model_matches_the_manifest_key_for_key():
 @pytest.mark.parametrize("module_prefix", [False, True])
 def test_demo_checkpoint_loads_strictly_with_and_without_module_prefix(tmp_path, module_prefix):
     path = model_py.write_demo_checkpoint(tmp_path / "c.pth.tar", seed=2, module_prefix=module_prefix)
-    stored = torch.load(path, weights_only=False)
+    stored = read_checkpoint(path)
     assert set(stored) == {"model", "epoch", "optimisers", "schedulers", "best_val"}
     assert all(k.startswith("module.") == module_prefix for k in stored["model"])
     net = model_py.load_pretrained(path)
@@ -70,7 +71,7 @@ def test_demo_checkpoint_loads_strictly_with_and_without_module_prefix(tmp_path,
 
 
 def test_renamed_key_fails_with_a_one_line_report(tmp_path, checkpoint):
-    stored = torch.load(checkpoint, weights_only=False)
+    stored = read_checkpoint(checkpoint)
     state = OrderedDict(stored["model"])
     state["clf_conv.weightX"] = state.pop("clf_conv.weight")
     save_torch_checkpoint(tmp_path / "bad.pth.tar", {**stored, "model": state})
