@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from bench.engines import TIE_ULPS
+
 FP32_GOAL = 1.1     # best fp32 engine / ONNX Runtime fp32
 BF16_GOAL = 3.0     # best bf16 engine within the tolerance / ONNX Runtime fp32
 FP32_GOAL_PACKS = ("RefineNet", "3D_HRNet", "PointRend", "Wseg", "MaskRCNN_mmdet")
@@ -34,7 +36,22 @@ def cost_text(row: dict) -> str:
         return f"{cost['matched']} of {max(cost['reference'], cost['candidate'])} detections matched"
     if cost.get("class_mismatch") is None:
         return "n/a"
-    return f"{100 * cost['class_mismatch']:.3f}% pixels of another class"
+    text = f"{100 * cost['class_mismatch']:.3f}% pixels of another class"
+    beyond = cost.get("class_mismatch_beyond_ties")
+    if row["precision"] in ("bf16", "fp16") and beyond is not None and cost["class_mismatch"]:
+        text += f" ({100 * beyond:.3f}% beyond {row['precision']} ties)"
+    return text
+
+
+def accuracy_why(row: dict) -> str:
+    """Why a reduced-precision engine misses the pixel tolerance: how much of it is ties."""
+    cost = row.get("accuracy") or {}
+    changed, beyond = cost.get("class_mismatch"), cost.get("class_mismatch_beyond_ties")
+    if cost.get("kind") != "pixels" or not changed or beyond is None or row["precision"] not in ("bf16", "fp16"):
+        return ""
+    return (f"; {100 * (changed - beyond):.3f}% of the pixels are ties: PyTorch fp32's two best scores lie within "
+            f"{TIE_ULPS:g} {row['precision']} ulps of the largest score, so rounding alone can swap them (the demo "
+            f"weights' random scores are close); {100 * beyond:.3f}% changed beyond ties")
 
 
 def machine_lines(machine: dict) -> list[str]:
@@ -122,7 +139,7 @@ def goal_rows(results: dict[str, dict], machine: dict) -> list[list]:
             ratio = fp32["ratio_to_onnxruntime_fp32"]
             ok = fp32["within_tolerance"]
             verdict = ("met" if ratio >= FP32_GOAL and ok else
-                       f"missed: accuracy ({cost_text(fp32)})" if ratio >= FP32_GOAL else
+                       f"missed: accuracy ({cost_text(fp32)})" + accuracy_why(fp32) if ratio >= FP32_GOAL else
                        f"missed by {FP32_GOAL - ratio:.2f}x ({ratio / FP32_GOAL:.0%} of the goal)"
                        + _limit_text(fp32, baseline, FP32_GOAL, machine))
             rows.append([pack, f"fp32 path >= {FP32_GOAL}x ORT fp32", f"{fp32['label']}: {ratio:.2f}x, {cost_text(fp32)}",
@@ -135,10 +152,11 @@ def goal_rows(results: dict[str, dict], machine: dict) -> list[list]:
                 verdict = "met"
             elif ratio >= BF16_GOAL:
                 verdict = (f"speed met ({ratio:.2f}x) but accuracy missed: {cost_text(fastest)}, tolerance "
-                           f"{result['tolerance']}")
+                           f"{result['tolerance']}" + accuracy_why(fastest))
             else:
                 verdict = (f"missed by {BF16_GOAL - ratio:.2f}x ({ratio / BF16_GOAL:.0%} of the goal)"
-                           + ("" if fastest["within_tolerance"] else f", and accuracy: {cost_text(fastest)}")
+                           + ("" if fastest["within_tolerance"] else
+                              f", and accuracy: {cost_text(fastest)}" + accuracy_why(fastest))
                            + _limit_text(fastest, baseline, BF16_GOAL, machine))
             rows.append([pack, f"bf16 path >= {BF16_GOAL:g}x ORT fp32, {result['tolerance']}",
                          f"{fastest['label']}: {ratio:.2f}x, {cost_text(fastest)}", verdict])

@@ -170,11 +170,30 @@ class Tolerance:
                 "class_outputs": "rank-4 float outputs" if self.class_outputs is None else list(self.class_outputs)}
 
 
-def fp16_ulp(magnitude: float) -> float:
-    """Spacing of float16 values at `magnitude` (normal range)."""
+# explicit mantissa bits and smallest normal exponent of each floating type
+_FORMATS = {"fp32": (23, -126), "bf16": (7, -126), "fp16": (10, -14)}
+
+
+def ulp(magnitude: float, precision: str = "fp16") -> float:
+    """Spacing of `precision`'s values at `magnitude` (normal range)."""
     if magnitude <= 0 or not math.isfinite(magnitude):
         return 0.0
-    return 2.0 ** (max(math.floor(math.log2(magnitude)), -14) - 10)
+    mantissa_bits, min_exponent = _FORMATS[precision]
+    return 2.0 ** (max(math.floor(math.log2(magnitude)), min_exponent) - mantissa_bits)
+
+
+def fp16_ulp(magnitude: float) -> float:
+    return ulp(magnitude, "fp16")
+
+
+def tied_positions(ref: np.ndarray, class_axis: int, tie_ulps: float, precision: str = "fp16") -> np.ndarray:
+    """Positions whose top-2 margin in `ref` is within `tie_ulps` ulps (of `precision`, at the
+    largest finite magnitude of `ref`): rounding alone can swap their two classes."""
+    top_two = np.partition(ref, [-2, -1], axis=class_axis)
+    margin = np.take(top_two, -1, axis=class_axis) - np.take(top_two, -2, axis=class_axis)
+    finite = ref[np.isfinite(ref)]
+    magnitude = float(np.abs(finite).max()) if finite.size else 0.0
+    return margin <= tie_ulps * ulp(magnitude, precision)
 
 
 @dataclass
@@ -225,19 +244,11 @@ class OutputComparison:
             # A NaN never wins the argmax (an NPU's NaN is no class either).
             changed = (np.argmax(reference, axis=class_axis)
                        != np.argmax(np.where(np.isnan(other), -np.inf, other), axis=class_axis))
-            tied = self._tied(ref, class_axis, tie_ulps)
+            tied = tied_positions(ref, class_axis, tie_ulps)
             self.class_positions += changed.size
             self.class_changed_positions += int(np.count_nonzero(changed))
             self.tied_positions += int(np.count_nonzero(tied))
             self.class_changed_beyond_ties_positions += int(np.count_nonzero(changed & ~tied))
-
-    @staticmethod
-    def _tied(ref: np.ndarray, class_axis: int, tie_ulps: float) -> np.ndarray:
-        top_two = np.partition(ref, [-2, -1], axis=class_axis)
-        margin = np.take(top_two, -1, axis=class_axis) - np.take(top_two, -2, axis=class_axis)
-        finite = ref[np.isfinite(ref)]
-        magnitude = float(np.abs(finite).max()) if finite.size else 0.0
-        return margin <= tie_ulps * fp16_ulp(magnitude)
 
     @property
     def cosine(self) -> float | None:

@@ -23,6 +23,21 @@ def test_pixels_of_another_class_take_the_worst_class_output():
     assert cost["class_mismatch"] == 1 / 64 and not within_tolerance(cost)
 
 
+def test_class_changes_at_near_ties_are_told_apart_by_the_engines_precision():
+    reference = np.zeros((1, 3, 1, 2), np.float32)
+    reference[0, :, 0, 0] = [8.0, 8.0 + 2 ** -6, 0.0]  # a quarter of a bf16 ulp at 8 apart: a tie
+    reference[0, :, 0, 1] = [8.0, 7.0, 0.0]             # 16 bf16 ulps apart: a real change
+    flipped = reference.copy()
+    flipped[0, 0, 0, 0] += 1.0
+    cost = accuracy("RefineNet", [reference], [flipped], "bf16")
+    assert cost["class_mismatch"] == 0.5 and cost["class_mismatch_beyond_ties"] == 0.0
+    flipped[0, 1, 0, 1] += 2.0  # now the wide pixel changes too
+    cost = accuracy("RefineNet", [reference], [flipped], "bf16")
+    assert cost["class_mismatch"] == 1.0 and cost["class_mismatch_beyond_ties"] == 0.5
+    # at fp32's 2^-20 spacing near 8 the first pixel is no tie either
+    assert accuracy("RefineNet", [reference], [flipped], "fp32")["class_mismatch_beyond_ties"] == 1.0
+
+
 def test_detection_cost_and_tolerance():
     boxes = np.zeros((1, 100, 5), np.float32)
     boxes[0, :3] = [[0, 0, 10, 10, 0.9], [20, 20, 40, 40, 0.8], [5, 5, 50, 50, 0.7]]
@@ -90,6 +105,11 @@ def test_goal_verdicts_turn_with_the_measured_values():
     assert missed[1][3].startswith("missed by 0.50x") and "would need" in missed[1][3]
     inaccurate = goal_rows({"RefineNet": _result(1.2, 3.5, 0.02)}, _machine())
     assert inaccurate[1][3].startswith("speed met (3.50x) but accuracy missed: 2.000% pixels of another class")
+    assert "ties" not in inaccurate[1][3]  # no tie count measured: no claim about ties
+    result = _result(1.2, 3.5, 0.02)
+    result["engines"][2]["accuracy"]["class_mismatch_beyond_ties"] = 0.0015
+    why = goal_rows({"RefineNet": result}, _machine())[1][3]
+    assert "(0.150% beyond bf16 ties)" in why and "1.850% of the pixels are ties" in why
 
 
 def test_engine_section_names_the_cpu_and_marks_the_recommendation():
