@@ -54,13 +54,18 @@ def fp16_summary(report: dict) -> str:
     emulated = report.get("emulated") or {}
     outputs = emulated.get("outputs") or []
     cosines = [o["cosine"] for o in outputs if o.get("cosine") is not None]
-    changed = [o["class_changed_beyond_ties"] for o in outputs if o.get("class_changed_beyond_ties") is not None]
+    # class logits count pixels; an integer output (MaskRCNN's labels) counts its own values
+    changed = [o["class_changed_beyond_ties"] for o in outputs
+               if o.get("class_changed_beyond_ties") is not None and not o.get("integer")]
+    changed_ids = [(o["class_changed"], o["name"]) for o in outputs if o.get("integer") and o.get("class_changed")]
     tensors = report.get("tensors_summary") or {}
     parts = ["within tolerance" if emulated.get("meets_tolerance") else "beyond tolerance"]
     if cosines:
         parts.append(f"output cosine >= {min(cosines):.6f}")
     if changed:
         parts.append(f"{100 * max(changed):.3g} % of pixels of another class beyond ties")
+    for fraction, name in changed_ids:
+        parts.append(f"{100 * fraction:.3g} % of the {name} values differ")
     nonfinite = sum(o.get("nonfinite") or 0 for o in outputs)
     if "tensors_summary" not in report:  # --no-tensors: only the outputs were compared
         parts.append(f"{nonfinite} inf/NaN output values" if nonfinite else "finite outputs")

@@ -125,3 +125,16 @@ def test_fp16_phrase_claims_no_overflow_only_where_the_tensors_were_checked():
     infinite = {"emulated": {"outputs": [{**outputs[0], "nonfinite": 3}], "meets_tolerance": False}}
     assert "beyond tolerance" in pack_summary.fp16_summary(infinite)
     assert "3 inf/NaN output values" in pack_summary.fp16_summary(infinite)
+
+
+def test_fp16_phrase_counts_pixels_for_logits_and_values_for_an_integer_output():
+    logits = {"name": "out", "cosine": 0.99, "class_changed": 0.02, "class_changed_beyond_ties": 0.01}
+    labels = {"name": "labels", "integer": True, "class_changed": 0.09, "class_changed_beyond_ties": 0.09}
+    phrase = pack_summary.fp16_summary({"emulated": {"outputs": [logits], "meets_tolerance": False}})
+    assert "1 % of pixels of another class beyond ties" in phrase and "values differ" not in phrase
+    phrase = pack_summary.fp16_summary({"emulated": {"outputs": [{**logits, "cosine": 0.95}, labels],
+                                                     "meets_tolerance": False}})
+    assert "9 % of the labels values differ" in phrase and "1 % of pixels" in phrase
+    same = pack_summary.fp16_summary({"emulated": {"outputs": [{**labels, "class_changed": 0.0}],
+                                                   "meets_tolerance": True}})
+    assert "pixels" not in same and "differ" not in same
