@@ -38,7 +38,7 @@ from common.files.bins import expected_nbytes, list_bins, read_bin, require_fini
 from common.files.folders import output_file_parent, output_folders
 from common.files.outputs import split_output_name, warn_left_out
 from common.pipeline.parallel import map_with_progress
-from common.pipeline.preprocess import add_allow_missing_argument, add_workers_argument
+from common.pipeline.preprocess import add_scoring_arguments
 from hrnet3d.config import NUM_CLASSES, output_shapes
 from common.viz.palettes import CITYSCAPES
 from common.viz.show import add_show_dir_argument, write_show_pictures
@@ -153,8 +153,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--aux-index", type=int, default=NO_AUX,
                         help=f"suffix of the aux output files to score as well ({AUX_OUTPUT_INDEX} for ais_bench / "
                              f"common.infer; default {NO_AUX}: the OCR output only, as the guide)")
-    add_workers_argument(parser)
-    add_allow_missing_argument(parser)
+    add_scoring_arguments(parser)
     add_unknown_ids_argument(parser)
     add_show_dir_argument(parser)
     return parser.parse_args(argv)

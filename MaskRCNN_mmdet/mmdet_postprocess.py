@@ -37,7 +37,7 @@ from common.files.info import parse_info
 from common.files.outputs import match_outputs, output_file, warn_left_out
 from common.pipeline.parallel import map_with_progress
 from common.viz.draw import save_encoded
-from common.pipeline.preprocess import META_NAME, add_allow_missing_argument, add_workers_argument, find_meta, read_meta
+from common.pipeline.preprocess import META_NAME, add_scoring_arguments, find_meta, read_meta
 from common.pipeline.sizes import check_run_size
 from maskrcnn_mmdet import config
 MASK_THRESHOLD = 0.5  # test_cfg.rcnn.mask_thr_binary
@@ -293,8 +293,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--save_path", default=None, help="metric JSON (default: <det_results_path>/metrics.json)")
     parser.add_argument("--segm-area-from-mask", action="store_true",
                         help="segm size ranges by mask area (mmdet >= 2.12) instead of box area (mmdet 2.8)")
-    add_workers_argument(parser)
-    add_allow_missing_argument(parser)
+    add_scoring_arguments(parser)
     return parser.parse_args(argv)
 
 

@@ -36,8 +36,7 @@ from common.files.folders import output_file_parent, output_folders
 from common.files.bins import read_bin, require_finite
 from common.files.outputs import match_outputs, output_file, warn_left_out
 from common.pipeline.parallel import map_with_progress
-from common.pipeline.preprocess import (META_NAME, add_allow_missing_argument, add_workers_argument, find_meta,
-                                        read_meta)
+from common.pipeline.preprocess import META_NAME, add_scoring_arguments, find_meta, read_meta
 from common.pipeline.sizes import check_run_size
 from pointrend import config
 from pointrend.config import NUM_CLASSES
@@ -137,8 +136,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="metric JSON (default: <result_dir>_miou.json)")
     parser.add_argument("--pred-dir", default=None,
                         help="also write labelId PNGs <name>_pred.png here (official evaluator input)")
-    add_workers_argument(parser)
-    add_allow_missing_argument(parser)
+    add_scoring_arguments(parser)
     add_unknown_ids_argument(parser)
     add_show_dir_argument(parser)
     return parser.parse_args(argv)

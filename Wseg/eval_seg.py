@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+from common.cli import UserError, doc_parser, script_entry  # first: a Ctrl-C during the imports below is one line
 
 import numpy as np
 from tqdm import tqdm
@@ -33,9 +33,7 @@ PER_CLASS_KEYS = ("iou", "precision", "recall", "gt_pixels")  # the JSON's per-c
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = doc_parser(__doc__)
     parser.add_argument("--data", type=Path, required=True, help="data root holding voc/VOCdevkit/VOC2012")
     parser.add_argument("--filelist", type=Path, required=True, help="val_voc.txt or a plain id list")
     parser.add_argument("--masks", type=Path, required=True, help="folder of <id>.png class-index masks")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+from common.cli import UserError, doc_parser, script_entry  # first: a Ctrl-C during the imports below is one line
 
 import numpy as np
 import onnx
@@ -48,9 +48,7 @@ AXES_BECAME_INPUT = frozenset({"Unsqueeze", "Squeeze", "ReduceSum"})
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 2)[2])
+    parser = doc_parser(__doc__, epilog_after=2)
     parser.add_argument("input", type=Path, help="ONNX file from wseg_pth2onnx.py")
     parser.add_argument("output", type=Path, help="fixed ONNX file to write")
     parser.add_argument("--opset", type=int, choices=(13, 11), default=13,

@@ -18,7 +18,7 @@ import argparse
 from functools import partial
 from pathlib import Path
 
-from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+from common.cli import UserError, doc_parser, script_entry  # first: a Ctrl-C during the imports below is one line
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from common.files.folders import output_folders
 from common.files.bins import read_bin, require_finite
 from common.files.outputs import match_outputs, warn_left_out
 from common.pipeline.parallel import map_with_progress
-from common.pipeline.preprocess import add_allow_missing_argument, add_workers_argument, find_meta, read_meta
+from common.pipeline.preprocess import add_scoring_arguments, find_meta, read_meta
 from wseg import model
 from wseg.config import META_NAME, NUM_CLASSES, VARIANTS
 from common.viz.palettes import VOC
@@ -47,9 +47,7 @@ CRF_BILATERAL = {"sxy": 80, "srgb": 13, "compat": 10}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = doc_parser(__doc__)
     parser.add_argument("data", type=Path, help="data root holding voc/VOCdevkit/VOC2012")
     parser.add_argument("val_list", type=Path, help="val_voc.txt or a plain id list")
     parser.add_argument("result_dir", type=Path, help="inference output folder")
@@ -60,8 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--crf", choices=("auto", "on", "off"), default="auto",
                         help="auto: run the CRF when pydensecrf is importable, else say why not "
                              "and write the raw masks only; on: fail without it; off: skip")
-    add_workers_argument(parser)
-    add_allow_missing_argument(parser)
+    add_scoring_arguments(parser)
     add_show_dir_argument(parser)
     return parser.parse_args(argv)
 

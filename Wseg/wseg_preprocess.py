@@ -19,7 +19,7 @@ import argparse
 from functools import partial
 from pathlib import Path
 
-from common.cli import UserError, script_entry  # first: a Ctrl-C during the imports below is one line
+from common.cli import UserError, doc_parser, script_entry  # first: a Ctrl-C during the imports below is one line
 
 import numpy as np
 from PIL import Image
@@ -33,9 +33,7 @@ from wseg.config import DEFAULT_PAD_SIZE, MEAN_RGB, META_NAME, SCALES, STD_RGB, 
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = doc_parser(__doc__)
     parser.add_argument("data", type=Path, help="data root holding voc/VOCdevkit/VOC2012")
     parser.add_argument("val_list", type=Path, help="val_voc.txt or a plain id list")
     parser.add_argument("out_dir", type=Path, help="folder for the <id>_<k>.bin files")

@@ -10,6 +10,7 @@ cleanup runs is ignored, so it cannot cut the cleanup short.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -28,6 +29,14 @@ class ChildInterrupted(KeyboardInterrupt):
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 INTERRUPTED_LINE = "interrupted: finished files are kept, partial ones were never renamed into place"
+
+
+def doc_parser(doc: str, epilog_after: int = 1) -> argparse.ArgumentParser:
+    """A parser whose description is the script docstring's first paragraph and whose epilog,
+    printed as written, is the docstring after its first `epilog_after` paragraphs."""
+    paragraphs = doc.split("\n\n", epilog_after)
+    return argparse.ArgumentParser(description=paragraphs[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   epilog=paragraphs[epilog_after] if len(paragraphs) > epilog_after else None)
 
 
 def run_script(main: Callable, parse_args: Callable, argv: Sequence[str] | None = None,

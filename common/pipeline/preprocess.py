@@ -40,6 +40,12 @@ def add_allow_missing_argument(parser: argparse.ArgumentParser) -> None:
                         help="score the images that have outputs; the metric JSON says how many were left out")
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """--workers and --allow-missing, as every postprocess that scores a dataset takes them."""
+    add_workers_argument(parser)
+    add_allow_missing_argument(parser)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
