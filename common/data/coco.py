@@ -153,17 +153,21 @@ def _check_categories(categories: list, path: Path) -> None:
             raise UserError(f"{path}: categories[{index}] has no integer 'id'")
 
 
+def _entry_with_id(entry, where: str) -> str:
+    """`where` with the entry's id, once the entry is known to be an object with an integer id."""
+    if not isinstance(entry, dict):
+        raise UserError(f"{where} is a {type(entry).__name__}, expected an object")
+    if not _is_int(entry.get("id")):
+        raise UserError(f"{where} has no integer 'id' ({_shown(entry.get('id'))})")
+    return f"{where} (id {entry['id']})"
+
+
 def _check_images(images: list, path: Path) -> dict[int, tuple[int, int]]:
     """{image id: (height, width)}; ids, file names and sample names unique."""
     sizes: dict[int, tuple[int, int]] = {}
     by_name: dict[str, str] = {}
     for index, image in enumerate(images):
-        where = f"{path}: images[{index}]"
-        if not isinstance(image, dict):
-            raise UserError(f"{where} is a {type(image).__name__}, expected an object")
-        if not _is_int(image.get("id")):
-            raise UserError(f"{where} has no integer 'id' ({_shown(image.get('id'))})")
-        where = f"{where} (id {image['id']})"
+        where = _entry_with_id(image, f"{path}: images[{index}]")
         file_name = image.get("file_name")
         if not isinstance(file_name, str) or not file_name.strip():
             raise UserError(f"{where} has no 'file_name' string ({_shown(file_name)})")
@@ -186,12 +190,7 @@ def _check_annotations(annotations: list, sizes: dict[int, tuple[int, int]], pat
     seen_ids: set = set()
     orphans = []
     for index, annotation in enumerate(annotations):
-        where = f"{path}: annotations[{index}]"
-        if not isinstance(annotation, dict):
-            raise UserError(f"{where} is a {type(annotation).__name__}, expected an object")
-        if not _is_int(annotation.get("id")):
-            raise UserError(f"{where} has no integer 'id' ({_shown(annotation.get('id'))})")
-        where = f"{where} (id {annotation['id']})"
+        where = _entry_with_id(annotation, f"{path}: annotations[{index}]")
         if annotation["id"] in seen_ids:
             raise UserError(f"{where}: annotation id {annotation['id']} is used twice")
         seen_ids.add(annotation["id"])
