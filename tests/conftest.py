@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,13 @@ def synthetic_voc(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("voc")
     write_synthetic_voc(root, count=4, seed=3, sizes_hw=((60, 80), (80, 45), (64, 64), (30, 100)))
     return root
+
+
+@pytest.fixture
+def voc(tmp_path, synthetic_voc) -> Path:
+    """A private copy of the 4-image synthetic VOC (tests break it on purpose)."""
+    shutil.copytree(synthetic_voc, tmp_path / "data")
+    return tmp_path / "data"
 
 
 @pytest.fixture

@@ -68,3 +68,8 @@ def snapshot(folder: Path) -> dict[str, str]:
         return {}
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def voc_root(parent: Path) -> Path:
+    """VOC2012 inside a VOCdevkit parent folder."""
+    return parent / "VOCdevkit" / "VOC2012"

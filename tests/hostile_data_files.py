@@ -56,3 +56,20 @@ def set_label_pixels(path: Path, value: int, rows: slice = slice(0, 2), cols: sl
         out.putpalette(palette)  # an L image given a palette becomes P, indices kept
     out.save(path, format="PNG")
     return int((label == value).sum())
+
+
+def write_pack_datasets(root: Path, count: int, cityscapes_hw: tuple[int, int], seed: int) -> dict[str, Path]:
+    """Small synthetic Cityscapes, VOC and COCO trees (odd sizes) under `root`, by short name."""
+    from common.data.synth.cityscapes import write_synthetic_cityscapes
+    from common.data.synth.coco import write_synthetic_coco
+    from common.data.synth.voc import write_synthetic_voc
+    write_synthetic_cityscapes(root / "cs", count=count, size_hw=cityscapes_hw, seed=seed)
+    write_synthetic_voc(root / "voc", count=count, seed=seed, sizes_hw=((24, 32), (17, 31)))
+    write_synthetic_coco(root / "coco", count=count, seed=seed, sizes_hw=((40, 56), (48, 30)))
+    return {"cs": root / "cs", "voc": root / "voc", "coco": root / "coco"}
+
+
+def copy_datasets(pristine: dict[str, Path], parent: Path) -> dict[str, Path]:
+    """A private copy of each dataset, for a test that breaks it."""
+    import shutil
+    return {name: Path(shutil.copytree(path, parent / name)) for name, path in pristine.items()}

@@ -18,14 +18,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.data.synth.cityscapes import write_synthetic_cityscapes
 from common.data.synth.coco import write_synthetic_coco
-from common.data.synth.voc import write_synthetic_voc
 from common.files.bins import write_bin
 from common.pipeline.packs import pack_module
 from helpers import expect_one_line, run_cli
 from helpers import snapshot
-from hostile_data_files import set_label_pixels, write_jpeg_bomb, write_png_bomb
+from hostile_data_files import copy_datasets, set_label_pixels, write_pack_datasets, write_jpeg_bomb, write_png_bomb
 
 CS_HW = (64, 128)
 WSEG_PAD = 64
@@ -48,16 +46,12 @@ mmdet_info = pack_module("MaskRCNN_mmdet", "get_info")
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("pristine")
-    write_synthetic_cityscapes(root / "cs", count=COUNT, size_hw=CS_HW, seed=4)
-    write_synthetic_voc(root / "voc", count=COUNT, seed=4, sizes_hw=((24, 32), (17, 31)))
-    write_synthetic_coco(root / "coco", count=COUNT, seed=4, sizes_hw=((40, 56), (48, 30)))
-    return {"cs": root / "cs", "voc": root / "voc", "coco": root / "coco"}
+    return write_pack_datasets(tmp_path_factory.mktemp("pristine"), COUNT, CS_HW, seed=4)
 
 
 @pytest.fixture
 def data(tmp_path, pristine) -> dict[str, Path]:
-    return {name: Path(shutil.copytree(path, tmp_path / "data" / name)) for name, path in pristine.items()}
+    return copy_datasets(pristine, tmp_path / "data")
 
 
 @pytest.fixture

@@ -21,13 +21,11 @@ import numpy as np
 import pytest
 import torch
 
+from hostile_data_files import copy_datasets, write_pack_datasets
 from helpers import expect_one_line, run_cli
 from common.files.bins import list_bins, write_bin
 from common.weights.manifest import manifest_shapes
 from common.pipeline.packs import pack_module
-from common.data.synth.cityscapes import write_synthetic_cityscapes
-from common.data.synth.coco import write_synthetic_coco
-from common.data.synth.voc import write_synthetic_voc
 
 CITYSCAPES_HW = (64, 128)  # PointRend wants multiples of 32; HRNet takes the images as they are
 WSEG_PAD = 64  # Wseg's largest scale is 2.0: images up to 32 px fit
@@ -40,17 +38,13 @@ ALL_PACKS = ("PointRend", "3D_HRNet", "Wseg", "MaskRCNN_mmdet")
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("pristine")
-    write_synthetic_cityscapes(root / "cs", count=IMAGE_COUNT, size_hw=CITYSCAPES_HW, seed=2)
-    write_synthetic_voc(root / "voc", count=IMAGE_COUNT, seed=2, sizes_hw=((24, 32), (17, 31)))
-    write_synthetic_coco(root / "coco", count=IMAGE_COUNT, seed=2, sizes_hw=((40, 56), (48, 30)))
-    return {"cs": root / "cs", "voc": root / "voc", "coco": root / "coco"}
+    return write_pack_datasets(tmp_path_factory.mktemp("pristine"), IMAGE_COUNT, CITYSCAPES_HW, seed=2)
 
 
 @pytest.fixture
 def data(tmp_path, pristine) -> dict[str, Path]:
     """A private copy of the datasets."""
-    return {name: Path(shutil.copytree(path, tmp_path / "data" / name)) for name, path in pristine.items()}
+    return copy_datasets(pristine, tmp_path / "data")
 
 
 def voc_list(voc_parent: Path) -> Path:

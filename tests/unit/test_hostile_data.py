@@ -32,7 +32,7 @@ from common.files.bins import write_bin
 from common.files.info import parse_info, write_info
 from common.pipeline.packs import pack_module
 from common.pipeline.sizes import MAX_SAMPLE_BYTES, check_run_size
-from helpers import REPO_ROOT, expect_one_line, run_cli
+from helpers import REPO_ROOT, voc_root, expect_one_line, run_cli
 from helpers import snapshot
 from hostile_data_files import set_label_pixels, write_jpeg_bomb, write_png_bomb
 
@@ -42,17 +42,6 @@ preprocess_py = pack_module("RefineNet", "RefineNet_preprocess")
 postprocess_py = pack_module("RefineNet", "RefineNet_postprocess")
 infer_py = __import__("common.infer", fromlist=["main"])
 info_cli_py = __import__("common.info_cli", fromlist=["main"])
-
-
-@pytest.fixture
-def voc(tmp_path, synthetic_voc) -> Path:
-    """A private copy of the 4-image synthetic VOC (the tests break it on purpose)."""
-    shutil.copytree(synthetic_voc, tmp_path / "data")
-    return tmp_path / "data"
-
-
-def voc_root(parent: Path) -> Path:
-    return parent / "VOCdevkit" / "VOC2012"
 
 
 def split_list(parent: Path) -> Path:

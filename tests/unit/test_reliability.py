@@ -32,7 +32,7 @@ from common.files.atomic import atomic_path, is_temp_name
 from common.pipeline.packs import pack_module
 from common.eval.parity import compare_output_folders
 from common.files.outputs import match_outputs
-from helpers import REPO_ROOT, error_lines, run_script, expect_one_line, run_cli
+from helpers import REPO_ROOT, voc_root, error_lines, run_script, expect_one_line, run_cli
 
 SIZE = 64
 OUT_HW = 16  # RefineNet output side for a 64 input
@@ -44,17 +44,6 @@ torch_infer_py = __import__("common.torch_infer", fromlist=["main"])
 pack_summary_py = __import__("common.pack_summary", fromlist=["main"])
 collect_summary_py = __import__("common.collect_summary", fromlist=["main"])
 info_cli_py = __import__("common.info_cli", fromlist=["main"])
-
-
-@pytest.fixture
-def voc(tmp_path, synthetic_voc) -> Path:
-    """A private copy of the 4-image synthetic VOC (tests break it on purpose)."""
-    shutil.copytree(synthetic_voc, tmp_path / "data")
-    return tmp_path / "data"
-
-
-def voc_root(parent: Path) -> Path:
-    return parent / "VOCdevkit" / "VOC2012"
 
 
 def ids_of(parent: Path) -> list[str]:
