@@ -56,4 +56,7 @@ PACK = PackConfig(
     ),
     infer_flags=("--outfmt", "BIN", "--batchsize", "1"),
     export_options={"uint8 class map (--class-map uint8)": ("--class-map", "uint8")},
+    # Found by `common.precision` at 1024x2048 with demo weights; see the README: float16 anywhere
+    # before the point head's TopK changes which points are refined.
+    fp16_keep_dtype="keep_dtype_force_fp16.cfg",
 )

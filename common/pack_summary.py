@@ -82,6 +82,17 @@ def fp16_summary(report: dict) -> str:
     return "; ".join(parts)
 
 
+def keep_list_summary(report: dict, keep_file: str) -> str:
+    """The prediction with the pack's shipped keep list, as a phrase after the one without."""
+    emulated = report.get("emulated") or {}
+    verdict = "within tolerance" if emulated.get("meets_tolerance") else "still beyond tolerance"
+    changed = [o["class_changed_beyond_ties"] for o in emulated.get("outputs") or []
+               if o.get("class_changed_beyond_ties") is not None and not o.get("integer")]
+    detail = f", {100 * max(changed):.3g} % of pixels of another class beyond ties" if changed else ""
+    return (f"with the shipped {keep_file} ({len(report.get('kept_nodes') or [])} nodes in float32): "
+            f"{verdict}{detail}")
+
+
 def main(args: argparse.Namespace) -> int:
     config = pack_config(args.pack)
     work = Path(args.work)
@@ -123,6 +134,9 @@ def main(args: argparse.Namespace) -> int:
     fp16_report = work / "fp16" / "precision_report.json"
     if fp16_report.is_file():
         row["fp16_prediction"] = fp16_summary(read_json(fp16_report))
+        keep_report = work / "fp16_keep" / "precision_report.json"
+        if config.fp16_keep_dtype and keep_report.is_file():
+            row["fp16_prediction"] += "; " + keep_list_summary(read_json(keep_report), config.fp16_keep_dtype)
     write_json_atomic(output_file_parent(work / "summary_row.json"), row)
     print(summary_markdown([row]), end="")
     print(f"{args.pack}: {row['verdict']}")

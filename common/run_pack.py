@@ -92,9 +92,21 @@ def fp16_prediction_step(config: PackConfig, quick: bool) -> Step:
     the guides' sizes the per-tensor pass is left to the README's command: it compares every
     intermediate value (billions at 1024x2048; over 15 minutes for 3D_HRNet alone). No keep-list
     search here (it runs the graph many times); the pack README gives the command that searches."""
-    return Step("predicted cost of ATC's float16 (common.precision, force_fp16)", (
-        "-m", "common.precision", "--model", config.atc_model(), "--input", "{bins}", "--output", "{work}/fp16",
-        "--max-samples", "1", "--no-search", *(() if quick else ("--no-tensors",)), *config.fp16_flags), "compare")
+    return Step("predicted cost of ATC's float16 (common.precision, force_fp16)",
+                _fp16_argv(config, quick, "{work}/fp16"), "compare")
+
+
+def fp16_keep_list_step(config: PackConfig, quick: bool) -> Step:
+    """The same prediction with the pack's shipped keep list: does it bring the outputs back
+    within the tolerance on this run's graph and sample (its names must all be nodes of it)."""
+    return Step(f"predicted cost of ATC's float16 with the shipped keep list ({config.fp16_keep_dtype})",
+                _fp16_argv(config, quick, "{work}/fp16_keep", "--keep_dtype", config.fp16_keep_dtype, "--no-openvino"),
+                "compare")
+
+
+def _fp16_argv(config: PackConfig, quick: bool, output: str, *extra: str) -> tuple[str, ...]:
+    return ("-m", "common.precision", "--model", config.atc_model(), "--input", "{bins}", "--output", output,
+            "--max-samples", "1", "--no-search", *(() if quick else ("--no-tensors",)), *config.fp16_flags, *extra)
 
 
 def backend_tag(backend: str, precision: str) -> str:
@@ -171,6 +183,8 @@ def run_pack(args: argparse.Namespace) -> int:
     for step in (*config.score, *config.extra):
         run_step(config, step, backend_fields)
     run_step(config, fp16_prediction_step(config, args.quick), fields)
+    if config.fp16_keep_dtype:
+        run_step(config, fp16_keep_list_step(config, args.quick), fields)
     if args.skip_pytorch:
         return 0
     reference_fields = StepValues(**{**values.__dict__, "tag": REFERENCE_TAG}).fields(config)

@@ -83,6 +83,9 @@ class PackConfig:
     quick_real_images: str = "none"
     # Flags of `python3 -m common.precision` particular to the pack (e.g. detections have no class axis).
     fp16_flags: tuple[str, ...] = ()
+    # A `--keep_dtype` file in the pack folder for ATC's force_fp16, shipped where the prediction
+    # misses the tolerance without one; every run checks it on the pack's own graph.
+    fp16_keep_dtype: str = ""
 
     def atc_model(self) -> str:
         """Template of the graph the ATC step converts (the one ATC's float16 applies to)."""

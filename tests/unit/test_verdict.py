@@ -138,3 +138,13 @@ def test_fp16_phrase_counts_pixels_for_logits_and_values_for_an_integer_output()
     same = pack_summary.fp16_summary({"emulated": {"outputs": [{**labels, "class_changed": 0.0}],
                                                    "meets_tolerance": True}})
     assert "pixels" not in same and "differ" not in same
+
+
+def test_shipped_keep_list_phrase_follows_its_own_report():
+    def report(meets, changed):
+        outputs = [{"name": "results", "cosine": 0.9998, "class_changed_beyond_ties": changed}]
+        return {"emulated": {"outputs": outputs, "meets_tolerance": meets}, "kept_nodes": ["a", "b", "c"]}
+    fixed = pack_summary.keep_list_summary(report(True, 0.00002), "keep.cfg")
+    assert fixed.startswith("with the shipped keep.cfg (3 nodes in float32): within tolerance")
+    assert "0.002 % of pixels" in fixed
+    assert "still beyond tolerance" in pack_summary.keep_list_summary(report(False, 0.004), "keep.cfg")
