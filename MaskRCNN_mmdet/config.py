@@ -59,4 +59,7 @@ PACK = PackConfig(
     infer_flags=("--batchsize", "1"),
     compare="detections",
     fp16_flags=("--class-outputs", "none"),
+    # Found by `common.precision` at 1216x1216 with demo weights; see the README: the box
+    # arithmetic passes 65504 (/Mul_16) and float16 reorders the RPN's TopKs.
+    fp16_keep_dtype="keep_dtype_force_fp16.cfg",
 )

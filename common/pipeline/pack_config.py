@@ -84,7 +84,8 @@ class PackConfig:
     # Flags of `python3 -m common.precision` particular to the pack (e.g. detections have no class axis).
     fp16_flags: tuple[str, ...] = ()
     # A `--keep_dtype` file in the pack folder for ATC's force_fp16, shipped where the prediction
-    # misses the tolerance without one; every run checks it on the pack's own graph.
+    # misses the tolerance without one; its names are nodes of the graph at the guide's size, and
+    # every run at that size checks it on its own graph.
     fp16_keep_dtype: str = ""
 
     def atc_model(self) -> str:

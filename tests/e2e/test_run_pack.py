@@ -113,6 +113,4 @@ def test_run_pack_quick_runs_every_step_and_the_backends_agree(pack, tmp_path):
     else:
         assert sorted((work / "det_pytorch" / "show").glob("*.jpg"))
     check_exported_models(pack, work)
-    if pack_config(pack).fp16_keep_dtype:  # every name of the shipped keep list is a node of this graph
-        report = json.loads((work / "fp16_keep" / "precision_report.json").read_text())
-        assert report["kept_nodes"] and f"with the shipped {pack_config(pack).fp16_keep_dtype}" in row["fp16_prediction"]
+    assert not (work / "fp16_keep").exists()  # the shipped keep lists hold for the guide-size graph only
