@@ -163,6 +163,22 @@ def goal_rows(results: dict[str, dict], machine: dict) -> list[list]:
     return rows
 
 
+def ceiling_lines(machine: dict) -> list[str]:
+    """The bf16 goal against what the libraries' own matmuls reach on this CPU: a network in
+    bf16 can hardly beat fp32 by more than the ratio of the two measured matmul peaks."""
+    fp32, bf16 = measured_gflops(machine, "fp32"), measured_gflops(machine, "bf16")
+    if not fp32 or not bf16:
+        return []
+    ratio = bf16 / fp32
+    verdict = ("below" if ratio < BF16_GOAL else "above")
+    return [f"Ceiling of the bf16 goal on this CPU: the best measured bf16 matmul ({bf16:,.0f} GFLOP/s, "
+            f"{_pct(bf16, theoretical_gflops(machine, 'bf16'))} of the AMX theoretical peak) is {ratio:.2f}x the best "
+            f"fp32 matmul ({fp32:,.0f} GFLOP/s), {verdict} the {BF16_GOAL:g}x asked"
+            + (f": a bf16 engine beats ONNX Runtime fp32 by {BF16_GOAL:g}x only where ONNX Runtime runs below "
+               f"{ratio / BF16_GOAL:.0%} of that fp32 matmul and the bf16 engine at all of its own." if ratio < BF16_GOAL
+               else "."), ""]
+
+
 def engines_section(machine: dict | None, results: dict[str, dict]) -> list[str]:
     measured = {pack: r for pack, r in results.items() if r}
     if not machine or not measured:
@@ -180,6 +196,7 @@ def engines_section(machine: dict | None, results: dict[str, dict]) -> list[str]
     if goals:
         lines += ["### Engine goals", ""]
         lines += _table(("pack", "goal", "measured", "verdict"), goals)
+        lines += ceiling_lines(machine)
     for pack, result in measured.items():
         lines += [f"### {pack}: engines", ""]
         if "status" in result:

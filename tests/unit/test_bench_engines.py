@@ -5,7 +5,7 @@ import numpy as np
 
 from bench.engines import accuracy, merge_accuracy, recommend, within_tolerance
 from bench.machine import flop_per_cycle
-from bench.report_engines import engines_section, goal_rows
+from bench.report_engines import ceiling_lines, engines_section, goal_rows
 
 
 def _logits(rng, classes=5, hw=(8, 8)):
@@ -116,3 +116,12 @@ def test_engine_section_names_the_cpu_and_marks_the_recommendation():
     text = "\n".join(engines_section(_machine(), {"RefineNet": _result(1.2, 3.5, 0.02), "Wseg": None}))
     assert "CPU **Test CPU**" in text and "theoretical GFLOP/s" in text
     assert "openvino fp32 **(recommended)**" in text  # bf16 is faster but outside the tolerance
+
+
+def test_bf16_ceiling_is_the_ratio_of_the_measured_matmuls():
+    machine = _machine()  # 1800 bf16 vs 230 fp32 GFLOP/s
+    assert "is 7.83x the best fp32 matmul (230 GFLOP/s), above the 3x asked" in ceiling_lines(machine)[0]
+    machine["reduced_peaks"]["bf16"]["peak_gflops"] = 543.0
+    assert "2.36x the best fp32 matmul (230 GFLOP/s), below the 3x asked" in ceiling_lines(machine)[0]
+    del machine["reduced_peaks"]["bf16"]
+    assert ceiling_lines(machine) == []
