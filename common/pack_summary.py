@@ -65,7 +65,7 @@ def fp16_summary(report: dict) -> str:
     if changed:
         parts.append(f"{100 * max(changed):.3g} % of pixels of another class beyond ties")
     for fraction, name in changed_ids:
-        parts.append(f"{100 * fraction:.3g} % of the {name} values differ")
+        parts.append(f"{100 * fraction:.3g} % of the '{name}' values differ")
     nonfinite = sum(o.get("nonfinite") or 0 for o in outputs)
     if "tensors_summary" not in report:  # --no-tensors: only the outputs were compared
         parts.append(f"{nonfinite} inf/NaN output values" if nonfinite else "finite outputs")

@@ -134,7 +134,7 @@ def test_fp16_phrase_counts_pixels_for_logits_and_values_for_an_integer_output()
     assert "1 % of pixels of another class beyond ties" in phrase and "values differ" not in phrase
     phrase = pack_summary.fp16_summary({"emulated": {"outputs": [{**logits, "cosine": 0.95}, labels],
                                                      "meets_tolerance": False}})
-    assert "9 % of the labels values differ" in phrase and "1 % of pixels" in phrase
+    assert "9 % of the 'labels' values differ" in phrase and "1 % of pixels" in phrase
     same = pack_summary.fp16_summary({"emulated": {"outputs": [{**labels, "class_changed": 0.0}],
                                                    "meets_tolerance": True}})
     assert "pixels" not in same and "differ" not in same
