@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A test run started as a background job of a non-interactive shell inherits SIGINT ignored, and
+# would pass that on to every command it starts, whose Ctrl-C handling the tests then cannot see.
+# Python's own handler here puts children back on the default disposition a terminal gives them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Two cores on CI: one intra-op thread per framework keeps PyTorch and ONNX Runtime from
 # oversubscribing when pytest and a subprocess both compute.
