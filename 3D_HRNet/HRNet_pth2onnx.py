@@ -2,8 +2,8 @@
 
 Opset 11, input `image` [batch,3,1024,2048], outputs `output1` (aux head) and `output2` (OCR
 head, the one scored), both [batch,19,256,512], dynamic batch. The checkpoint is loaded
-strictly (the ModelZoo script loaded it with strict=False, so a wrongly wrapped file exported
-random weights without a word).
+strictly: a missing, extra or wrong-shape key is refused by name (the ModelZoo script skipped
+that check, so a wrongly wrapped file exported random weights without a word).
 """
 from __future__ import annotations
 

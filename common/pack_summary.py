@@ -54,18 +54,11 @@ def fp16_summary(report: dict) -> str:
     emulated = report.get("emulated") or {}
     outputs = emulated.get("outputs") or []
     cosines = [o["cosine"] for o in outputs if o.get("cosine") is not None]
-    # class logits count pixels; an integer output (MaskRCNN's labels) counts its own values
-    changed = [o["class_changed_beyond_ties"] for o in outputs
-               if o.get("class_changed_beyond_ties") is not None and not o.get("integer")]
-    changed_ids = [(o["class_changed"], o["name"]) for o in outputs if o.get("integer") and o.get("class_changed")]
     tensors = report.get("tensors_summary") or {}
     parts = ["within tolerance" if emulated.get("meets_tolerance") else "beyond tolerance"]
     if cosines:
         parts.append(f"output cosine >= {min(cosines):.6f}")
-    if changed:
-        parts.append(f"{100 * max(changed):.3g} % of pixels of another class beyond ties")
-    for fraction, name in changed_ids:
-        parts.append(f"{100 * fraction:.3g} % of the '{name}' values differ")
+    parts += _class_change_phrases(outputs)
     nonfinite = sum(o.get("nonfinite") or 0 for o in outputs)
     if "tensors_summary" not in report:  # --no-tensors: only the outputs were compared
         parts.append(f"{nonfinite} inf/NaN output values" if nonfinite else "finite outputs")
@@ -82,15 +75,23 @@ def fp16_summary(report: dict) -> str:
     return "; ".join(parts)
 
 
+def _class_change_phrases(outputs: list[dict]) -> list[str]:
+    """Class logits count pixels (beyond ties); an integer output (MaskRCNN's labels) counts its
+    own values."""
+    changed = [o["class_changed_beyond_ties"] for o in outputs
+               if o.get("class_changed_beyond_ties") is not None and not o.get("integer")]
+    phrases = [f"{100 * max(changed):.3g} % of pixels of another class beyond ties"] if changed else []
+    return phrases + [f"{100 * o['class_changed']:.3g} % of the '{o['name']}' values differ"
+                      for o in outputs if o.get("integer") and o.get("class_changed")]
+
+
 def keep_list_summary(report: dict, keep_file: str) -> str:
     """The prediction with the pack's shipped keep list, as a phrase after the one without."""
     emulated = report.get("emulated") or {}
     verdict = "within tolerance" if emulated.get("meets_tolerance") else "still beyond tolerance"
-    changed = [o["class_changed_beyond_ties"] for o in emulated.get("outputs") or []
-               if o.get("class_changed_beyond_ties") is not None and not o.get("integer")]
-    detail = f", {100 * max(changed):.3g} % of pixels of another class beyond ties" if changed else ""
+    details = "".join(f", {phrase}" for phrase in _class_change_phrases(emulated.get("outputs") or []))
     return (f"with the shipped {keep_file} ({len(report.get('kept_nodes') or [])} nodes in float32): "
-            f"{verdict}{detail}")
+            f"{verdict}{details}")
 
 
 def main(args: argparse.Namespace) -> int:

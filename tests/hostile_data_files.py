@@ -3,6 +3,7 @@ huge size (decompression bombs), and label pixels set to ids outside the label s
 from __future__ import annotations
 
 import io
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -71,5 +72,4 @@ def write_pack_datasets(root: Path, count: int, cityscapes_hw: tuple[int, int], 
 
 def copy_datasets(pristine: dict[str, Path], parent: Path) -> dict[str, Path]:
     """A private copy of each dataset, for a test that breaks it."""
-    import shutil
     return {name: Path(shutil.copytree(path, parent / name)) for name, path in pristine.items()}
